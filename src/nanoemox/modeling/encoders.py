@@ -1,0 +1,162 @@
+"""Modality encoders: wrappers that turn any transformers vision tower / speech encoder / face
+backbone into the per-frame and per-clip vectors the adapters and the fusion encoder consume."""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from .configuration import AudioConfig, FaceConfig, VisionConfig
+
+
+def _maybe_no_grad(module: nn.Module):
+    """Frozen encoders run without building a graph (saves memory and time)."""
+    trainable = any(p.requires_grad for p in module.parameters())
+    return contextlib.nullcontext() if trainable else torch.no_grad()
+
+
+def _select(hidden_states: tuple[torch.Tensor, ...], layer: int, what: str) -> torch.Tensor:
+    n = len(hidden_states)
+    if not -n <= layer < n:
+        raise ConfigError(f"{what} layer {layer} does not exist (the encoder has {n - 1} layers + embeddings)")
+    return hidden_states[layer]
+
+
+class VisionEncoder(nn.Module):
+    """CLIP-vision-like tower -> CLS vector per frame, for the Q-Former and for each fusion layer."""
+
+    def __init__(self, cfg: VisionConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.tower = _build_vision_tower(cfg)
+        self.hidden_size = self.tower.config.hidden_size
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # pixel_values: (B, T, 3, H, W)
+        B, T = pixel_values.shape[:2]
+        with _maybe_no_grad(self.tower):
+            out = self.tower(pixel_values=pixel_values.flatten(0, 1), output_hidden_states=True)
+        hs = out.hidden_states
+        cls = _select(hs, self.cfg.feature_layer, "vision")[:, 0]  # (B*T, D)
+        ms = torch.stack([_select(hs, i, "vision fusion")[:, 0] for i in self.cfg.fusion_layers], 1)  # (B*T, E, D)
+        return cls.view(B, T, -1), ms.view(B, T, len(self.cfg.fusion_layers), -1)
+
+
+def _build_vision_tower(cfg: VisionConfig) -> nn.Module:
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    if cfg.encoder_type != "clip":
+        raise ConfigError(f"vision encoder_type {cfg.encoder_type!r} is not supported (use 'clip': any CLIP-vision-like tower)")
+    if cfg.source == "random":
+        return CLIPVisionModel(CLIPVisionConfig(**cfg.encoder_config))
+    if cfg.source == "path":
+        # Works on a full CLIP checkpoint too (keeps the vision half), as LLaVA does.
+        return CLIPVisionModel.from_pretrained(_local(cfg.path, "vision"), dtype=torch.float32)
+    raise ConfigError(f"vision source {cfg.source!r} is not supported (random | path)")
+
+
+def _local(path: str | None, what: str) -> str:
+    from pathlib import Path
+
+    if not path or not Path(path).is_dir():
+        raise ConfigError(f"{what} weights: local folder {path!r} not found (nanoemox never downloads; pass a local Hugging Face folder)")
+    return path
+
+
+class AudioEncoder(nn.Module):
+    """Speech encoder -> one vector per clip (time-mean), for the Q-Former and each fusion layer.
+
+    HuBERT / wav2vec2 take `audio_values` (B, K, N) raw 16 kHz clips; Whisper takes (B, 80, 3000),
+    the log-mel of the K clips laid end to end in one 30 s window (one pass instead of K), whose
+    1500 output positions (50 per second) are split back into the K clips before pooling.
+    """
+
+    def __init__(self, cfg: AudioConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = _build_audio_encoder(cfg)
+        self.hidden_size = self.encoder.config.hidden_size if hasattr(self.encoder.config, "hidden_size") else self.encoder.config.d_model
+
+    def forward(self, audio_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        K = self.cfg.num_clips
+        layers = [self.cfg.feature_layer, *self.cfg.fusion_layers]
+        with _maybe_no_grad(self.encoder):
+            if self.cfg.encoder_type == "whisper":
+                # audio_values: (B, 80, 3000) -> hidden (B, 1500, D)
+                hs = self.encoder(audio_values, output_hidden_states=True).hidden_states
+                per_clip = int(round(self.cfg.clip_seconds * 50))
+                if per_clip * K > hs[0].shape[1]:
+                    raise ConfigError(f"{K} clips of {self.cfg.clip_seconds} s do not fit Whisper's 30 s window")
+                pooled = [
+                    _select(hs, i, "audio")[:, : per_clip * K].unflatten(1, (K, per_clip)).mean(2)  # (B, K, D)
+                    for i in layers
+                ]
+            else:
+                B = audio_values.shape[0]
+                hs = self.encoder(audio_values.flatten(0, 1), output_hidden_states=True).hidden_states
+                pooled = [_select(hs, i, "audio").mean(1).view(B, K, -1) for i in layers]  # (B, K, D)
+        return pooled[0], torch.stack(pooled[1:], 2)  # (B, K, D), (B, K, E, D)
+
+
+def _build_audio_encoder(cfg: AudioConfig) -> nn.Module:
+    from transformers import AutoModel, HubertConfig, HubertModel, Wav2Vec2Config, Wav2Vec2Model, WhisperConfig
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    kind = cfg.encoder_type
+    if kind not in ("hubert", "wav2vec2", "whisper"):
+        raise ConfigError(f"audio encoder_type {kind!r} is not supported (hubert | wav2vec2 | whisper)")
+    if cfg.source == "random":
+        if kind == "whisper":
+            return WhisperEncoder(WhisperConfig(**cfg.encoder_config))
+        return (HubertModel if kind == "hubert" else Wav2Vec2Model)((HubertConfig if kind == "hubert" else Wav2Vec2Config)(**cfg.encoder_config))
+    if cfg.source == "builtin":
+        if kind != "whisper":
+            raise ConfigError("the builtin audio encoder is Whisper tiny.en (encoder_type: whisper)")
+        from .pretrained.whisper import load_whisper_encoder
+
+        return load_whisper_encoder()
+    if cfg.source == "path":
+        model = AutoModel.from_pretrained(_local(cfg.path, "audio"), dtype=torch.float32)
+        return model.get_encoder() if kind == "whisper" and hasattr(model, "get_encoder") else model
+    raise ConfigError(f"audio source {cfg.source!r} is not supported (random | builtin | path)")
+
+
+class FaceBackbone(nn.Module):
+    """Frozen per-frame face backbone: face crops (B, T, C, S, S) -> (B, T, D)."""
+
+    def __init__(self, cfg: FaceConfig):
+        super().__init__()
+        self.cfg = cfg
+        if cfg.backbone_type == "fer":
+            from .pretrained.fer import MiniXception, load_fer
+
+            self.net = load_fer() if cfg.source == "builtin" else MiniXception(**cfg.backbone_config)
+            self.feature_dim = self.net.feature_dim
+        elif cfg.backbone_type == "swin":
+            from transformers import AutoModel, SwinConfig, SwinModel
+
+            if cfg.source == "path":
+                self.net = AutoModel.from_pretrained(_local(cfg.path, "face"), dtype=torch.float32)
+            elif cfg.source == "random":
+                self.net = SwinModel(SwinConfig(**cfg.backbone_config))
+            else:
+                raise ConfigError(f"face source {cfg.source!r} is not supported for swin (random | path)")
+            self.feature_dim = self.net.config.hidden_size
+        else:
+            raise ConfigError(f"face backbone_type {cfg.backbone_type!r} is not supported (fer | swin)")
+
+    @property
+    def in_channels(self) -> int:
+        return 1 if self.cfg.backbone_type == "fer" else 3
+
+    def forward(self, face_values: torch.Tensor) -> torch.Tensor:
+        B, T = face_values.shape[:2]
+        x = face_values.flatten(0, 1)  # (B*T, C, S, S)
+        with _maybe_no_grad(self.net):
+            if self.cfg.backbone_type == "fer":
+                feats = self.net(x).features
+            else:
+                feats = self.net(pixel_values=x).pooler_output
+        return feats.view(B, T, -1)

@@ -1,0 +1,240 @@
+"""From samples and decoded media to model tensors: prompts, labels, pixel / audio / face values.
+
+The processor is the only place that knows how each encoder wants its input (CLIP normalisation,
+Whisper log-mel vs raw clips, grey 64x64 faces for the FER net), so training, inference and the
+server all prepare inputs the same way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from ..prompts import MODALITY_ORDER, PromptSpec, target_text, user_turn
+from .configuration import NanoEmoXConfig
+
+ALL_MODALITIES = frozenset(MODALITY_ORDER)
+IGNORE_INDEX = -100
+MEDIA_KEYS = ("pixel_values", "frame_mask", "audio_values", "audio_mask", "face_values", "face_mask")
+
+
+@dataclass
+class Example:
+    """One (sample, task) pair, ready to collate. `media` holds per-sample tensors (no batch dim);
+    `encoder_outputs` may hold cached per-sample encoder outputs instead."""
+
+    input_ids: list[int]
+    labels: list[int] | None = None
+    media: dict[str, torch.Tensor] = field(default_factory=dict)
+    encoder_outputs: dict[str, torch.Tensor] | None = None
+    id: str = ""
+    task: str = ""
+    modalities: frozenset[str] = frozenset()
+
+
+class NanoEmoXProcessor:
+    def __init__(self, config: NanoEmoXConfig, tokenizer):
+        self.config = config
+        self.tokenizer = tokenizer
+        self._mel = None
+
+    # ---------------------------------------------------------------- media
+    def media_config(self, **overrides: Any):
+        """The MediaConfig that decodes clips the way this model wants them."""
+        from ..data.media import MediaConfig
+
+        c = self.config
+        kw = dict(
+            n_frames=c.vision.num_frames,
+            frame_size=c.vision.image_size,
+            n_clips=c.audio.num_clips,
+            clip_seconds=c.audio.clip_seconds,
+            sample_rate=c.audio.sample_rate,
+            face_size=c.face.input_size,
+        )
+        kw.update(overrides)
+        return MediaConfig(**kw)
+
+    def present_modalities(self, media, allowed: Iterable[str] = ALL_MODALITIES) -> frozenset[str]:
+        """Which placeholder blocks a sample gets: a modality must exist in the media and be allowed."""
+        allowed = set(allowed)
+        have = set()
+        if media is not None:
+            if media.frames is not None:
+                have.add("frame")
+            if media.audio_clips is not None and media.audio_clip_mask is not None and bool(np.any(media.audio_clip_mask)):
+                have.add("audio")
+            if media.faces is not None and media.face_mask is not None and bool(np.any(media.face_mask)):
+                have.add("face")
+            if {"frame", "audio"} <= have:
+                have.add("multi")
+        return frozenset(have & allowed)
+
+    def media_tensors(self, media, modalities: Iterable[str]) -> dict[str, torch.Tensor]:
+        """Per-sample encoder inputs for the given modalities (no batch dimension)."""
+        modalities = set(modalities)
+        out: dict[str, torch.Tensor] = {}
+        if "frame" in modalities or "multi" in modalities:
+            out["pixel_values"] = self._pixels(media.frames)  # (T, 3, S, S)
+            out["frame_mask"] = torch.ones(out["pixel_values"].shape[0], dtype=torch.bool)
+        if "audio" in modalities or "multi" in modalities:
+            out["audio_values"] = self._audio(media.audio_clips)
+            out["audio_mask"] = torch.as_tensor(np.asarray(media.audio_clip_mask, dtype=bool))
+        if "face" in modalities:
+            out["face_values"] = self._faces(media.faces)  # (T, C, S, S)
+            out["face_mask"] = torch.as_tensor(np.asarray(media.face_mask, dtype=bool))
+        return out
+
+    def _pixels(self, frames: np.ndarray) -> torch.Tensor:
+        import cv2
+
+        vc = self.config.vision
+        S = vc.image_size
+        frames = np.asarray(frames)
+        if frames.shape[1:3] != (S, S):
+            frames = np.stack([cv2.resize(f, (S, S), interpolation=cv2.INTER_AREA) for f in frames])
+        x = torch.from_numpy(frames).float().div_(255.0).permute(0, 3, 1, 2)  # (T, 3, S, S)
+        mean = torch.tensor(vc.image_mean).view(1, 3, 1, 1)
+        std = torch.tensor(vc.image_std).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    def _faces(self, faces: np.ndarray) -> torch.Tensor:
+        import cv2
+
+        fc = self.config.face
+        faces = np.asarray(faces)
+        if fc.backbone_type == "fer":
+            from .pretrained.fer import preprocess_faces
+
+            return preprocess_faces(faces)  # (T, 1, 64, 64)
+        S = fc.input_size
+        if faces.shape[1:3] != (S, S):
+            faces = np.stack([cv2.resize(f, (S, S), interpolation=cv2.INTER_AREA) for f in faces])
+        x = torch.from_numpy(faces).float().div_(255.0).permute(0, 3, 1, 2)
+        return (x - torch.tensor(fc.image_mean).view(1, 3, 1, 1)) / torch.tensor(fc.image_std).view(1, 3, 1, 1)
+
+    def _audio(self, clips: np.ndarray) -> torch.Tensor:
+        ac = self.config.audio
+        clips = np.asarray(clips, dtype=np.float32)  # (K, N)
+        if ac.encoder_type == "whisper":
+            from .pretrained.whisper import log_mel
+
+            return torch.from_numpy(np.asarray(log_mel(clips.reshape(-1)), dtype=np.float32))  # (80, 3000)
+        # HuBERT / wav2vec2 feature extractors normalise each clip to zero mean, unit variance.
+        mean = clips.mean(-1, keepdims=True)
+        std = clips.std(-1, keepdims=True)
+        return torch.from_numpy((clips - mean) / np.sqrt(std**2 + 1e-7))  # (K, N)
+
+    # ---------------------------------------------------------------- text
+    def prompt_spec(self, modalities: Iterable[str]) -> PromptSpec:
+        t = self.config.tokens
+        m = set(modalities)
+        return PromptSpec(
+            multi=t.multi if "multi" in m else 0,
+            audio=t.audio if "audio" in m else 0,
+            face=t.face if "face" in m else 0,
+            frame=t.frame if "frame" in m else 0,
+        )
+
+    def tokenize(
+        self,
+        task: str,
+        modalities: Iterable[str],
+        transcript: str = "",
+        history: Sequence[dict] = (),
+        candidates: Sequence[str] | None = None,
+        answer: str | None = None,
+    ) -> tuple[list[int], list[int] | None]:
+        """Prompt ids (+ answer ids and labels masked to the answer when `answer` is given)."""
+        content = user_turn(task, self.prompt_spec(modalities), transcript, history, candidates)
+        prompt = self.tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True)
+        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        limit = self.config.text.max_length
+        if len(ids) > limit:
+            raise DataError(f"prompt of {len(ids)} tokens exceeds max_length {limit} (shorten the transcript / history)")
+        if answer is None:
+            return ids, None
+        ans = self.tokenizer(answer, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+        ans = ans[: max(limit - len(ids), 1)]
+        return ids + ans, [IGNORE_INDEX] * len(ids) + ans
+
+    def example(self, sample, task: str, media=None, allowed: Iterable[str] = ALL_MODALITIES, with_answer: bool = True, encoder_outputs=None) -> Example:
+        """Build one Example from an AffectSample (media decoded already, or cached encoder outputs)."""
+        if encoder_outputs is not None:
+            modalities = frozenset(_modalities_from_encoded(encoder_outputs)) & frozenset(allowed)
+        else:
+            modalities = self.present_modalities(media, allowed)
+        cands = (sample.candidates or {}).get(task)
+        answer = target_text(task, sample) if with_answer else None
+        ids, labels = self.tokenize(task, modalities, sample.transcript, sample.history, cands, answer)
+        ex = Example(input_ids=ids, labels=labels, id=sample.id, task=task, modalities=modalities)
+        if encoder_outputs is not None:
+            ex.encoder_outputs = _keep(encoder_outputs, modalities)
+        elif media is not None:
+            ex.media = self.media_tensors(media, modalities)
+        return ex
+
+    # ---------------------------------------------------------------- batching
+    def collate(self, examples: Sequence[Example]) -> dict[str, Any]:
+        """Left-pad token ids (generation-friendly) and stack media; a modality absent from some
+        samples is zero-filled with an all-False mask (their prompts hold no placeholder for it)."""
+        pad = self.tokenizer.pad_token_id
+        L = max(len(e.input_ids) for e in examples)
+        B = len(examples)
+        input_ids = torch.full((B, L), pad, dtype=torch.long)
+        attention_mask = torch.zeros((B, L), dtype=torch.long)
+        labels = torch.full((B, L), IGNORE_INDEX, dtype=torch.long) if examples[0].labels is not None else None
+        for i, e in enumerate(examples):
+            n = len(e.input_ids)
+            input_ids[i, L - n :] = torch.tensor(e.input_ids)
+            attention_mask[i, L - n :] = 1
+            if labels is not None:
+                labels[i, L - n :] = torch.tensor(e.labels)
+        batch: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if labels is not None:
+            batch["labels"] = labels
+        if any(e.encoder_outputs is not None for e in examples):
+            from .modeling_nanoemox import EncoderOutputs
+
+            batch["encoder_outputs"] = EncoderOutputs(**_stack([e.encoder_outputs or {} for e in examples]))
+        else:
+            batch.update(_stack([e.media for e in examples]))
+        return batch
+
+
+def _modalities_from_encoded(enc: dict[str, torch.Tensor]) -> set[str]:
+    have = set()
+    if "frame_cls" in enc:
+        have.add("frame")
+    if "audio_clip" in enc and bool(enc["audio_mask"].any()):
+        have.add("audio")
+    if "face" in enc and bool(enc["face_mask"].any()):
+        have.add("face")
+    if {"frame", "audio"} <= have:
+        have.add("multi")
+    return have
+
+
+_ENCODED_KEYS = {
+    "frame": ("frame_cls", "frame_mask"),
+    "multi": ("frame_ms", "frame_mask", "audio_ms", "audio_mask"),
+    "audio": ("audio_clip", "audio_mask"),
+    "face": ("face", "face_mask"),
+}
+
+
+def _keep(enc: dict[str, torch.Tensor], modalities: Iterable[str]) -> dict[str, torch.Tensor]:
+    keys = {k for m in modalities for k in _ENCODED_KEYS[m]}
+    return {k: v for k, v in enc.items() if k in keys}
+
+
+def _stack(dicts: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    keys = sorted({k for d in dicts for k in d})
+    out = {}
+    for k in keys:
+        ref = next(d[k] for d in dicts if k in d)
+        out[k] = torch.stack([d[k] if k in d else torch.zeros_like(ref) for d in dicts])
+    return out
