@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -501,3 +500,13 @@ def test_cli_run_report_with_checkpoints(tmp_path, wheel_dir, capsys):
     assert "report:" in capsys.readouterr().out
     # a manifest that is not there is a one-line error
     assert main(["evaluate", "run", "--pred", str(tmp_path / "ckpt0.jsonl"), "--manifest", str(tmp_path / "x.jsonl"), "--out", str(out)]) == 2
+
+
+def test_every_word_form_maps_like_reference(ref, ws):
+    """All 7k+ word forms, 5 wheels, 2 levels: the precomputed masks equal the reference's
+    per-word three-step mapping (which also shows the reference never hits its KeyError here)."""
+    for j, wname in enumerate(ws.wheels):
+        for level in ("level1", "level2"):
+            wmap = ref.maps[(j + 1, level)]
+            for word in ws.vocab:
+                assert (ws.map_word(word, wname, level) or "") == ref.map(word, wmap), (word, wname, level)

@@ -42,7 +42,7 @@ def tiny() -> NanoEmoXConfig:
             encoder_type="hubert",
             encoder_config=dict(
                 hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                conv_dim=(16, 16, 16), conv_stride=(5, 4, 4), conv_kernel=(10, 4, 4),
+                conv_dim=[16, 16, 16], conv_stride=[5, 4, 4], conv_kernel=[10, 4, 4],
                 num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, do_stable_layer_norm=False,
             ),
             feature_layer=-1, fusion_layers=[1, 2], num_clips=4, clip_seconds=1.0,

@@ -46,8 +46,8 @@ EXPRESSIONS: dict[str, Expression] = {
     "happy": Expression(brow_raise=0.25, eye_open=0.6, mouth_curve=1.2, mouth_open=0.55, mouth_width=1.35, teeth=True),
     "sad": Expression(brow_raise=0.1, brow_tilt=-1.1, eye_open=0.55, mouth_curve=-1.1, mouth_width=0.9),
     "angry": Expression(brow_raise=-0.5, brow_tilt=1.3, eye_open=0.5, mouth_curve=-0.45, mouth_open=0.35, mouth_width=1.1, teeth=True),
-    "fear": Expression(brow_raise=0.7, brow_tilt=-0.8, eye_open=1.7, mouth_curve=-0.45, mouth_open=0.6, mouth_width=1.35),
-    "surprise": Expression(brow_raise=1.2, brow_arch=1.0, eye_open=1.8, mouth_open=1.0, mouth_width=0.55, round_mouth=True),
+    "fear": Expression(brow_raise=0.6, brow_tilt=-0.8, eye_open=1.45, mouth_curve=-0.45, mouth_open=0.6, mouth_width=1.35),
+    "surprise": Expression(brow_raise=0.8, brow_arch=0.6, eye_open=1.4, mouth_open=0.45, mouth_width=0.5, round_mouth=True),
     "disgust": Expression(brow_raise=-0.3, brow_tilt=0.5, brow_asym=0.6, eye_open=0.6, mouth_curve=-0.7, mouth_open=0.15, sneer=1.0),
 }
 # Clue phrases for what each expression draws; the extras are drawn only at strong intensity.
@@ -201,22 +201,22 @@ def render_frame(style: FaceStyle, expr: Expression, emotion: str, strong: bool,
     for s in (-1, 1):
         p.ellipse(s * aw * 0.98, 0.0, 0.11, 0.19, skin)
     p.ellipse(0, 0, aw, 1.0, skin)
-    p.ellipse(0, -0.78, aw * 0.98, 0.3, style.hair, -1, 180, 360)  # fringe
+    p.ellipse(0, -0.86, aw * 0.9, 0.22, style.hair, -1, 180, 360)  # fringe
 
     # eye sockets a shade darker than the cheeks, as on real faces (this is what Haar features key on)
-    socket = tuple(int(c * 0.84) for c in skin)
-    for s in (-1, 1):
-        p.ellipse(s * 0.3, -0.17, 0.24, 0.13, socket)
     # eyes
     eo = expr.eye_open * (0.12 if blink else 1.0)
     ew = 0.17
     eh = max(0.012, 0.5 * ew * eo)
+    socket = tuple(int(c * 0.84) for c in skin)
+    for s in (-1, 1):
+        p.ellipse(s * 0.3, -0.17, 0.24, 0.13, socket)
     for s in (-1, 1):
         ex, ey = s * 0.3, -0.14
-        p.ellipse(ex, ey, ew, eh, (250, 250, 250))
-        ri = 0.075
+        p.ellipse(ex, ey, ew, eh, (222, 218, 212))
+        ri = 0.085
         p.ellipse(ex, ey, ri, min(ri, eh * 0.95), (70, 45, 30))
-        p.ellipse(ex, ey, 0.035, min(0.035, eh * 0.7), (10, 10, 10))
+        p.ellipse(ex, ey, 0.04, min(0.04, eh * 0.7), (10, 10, 10))
         p.ellipse(ex, ey, ew, eh, (35, 25, 20), p.px(0.025))
         p.ellipse(ex, ey - 0.005, ew * 1.02, eh * 1.08, (25, 20, 15), p.px(0.045), 190, 350)  # upper lid
 
