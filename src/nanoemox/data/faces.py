@@ -112,15 +112,16 @@ def _finalize(boxes: Sequence[FaceBox], rel_score: float) -> list[FaceBox]:
     return sorted(kept, key=lambda b: (-b.area, -b.score))
 
 
-def _search_scale(shape: tuple[int, int], min_face: float | None, window: int, max_side: int) -> tuple[float, float]:
+def _search_scale(shape: tuple[int, int], min_face: float | None, window: int, max_side: int, max_upscale: float = 1.0) -> tuple[float, float]:
     """(scale, min_face) for a search: the smallest face maps onto the detector window, the
-    scaled image is at most `max_side` on its long side, and the image is never upscaled."""
+    scaled image is at most `max_side` on its long side, and the image is upscaled by at most
+    `max_upscale` (so small faces in a small search window still reach the window size)."""
     h, w = shape
     short = min(h, w)
     if min_face is None:
-        min_face = max(float(window), short / 10.0)
+        min_face = max(float(window), short / 14.0)
     min_face = max(float(min_face), 1.0)
-    scale = min(1.0, window / min_face, max_side / float(max(h, w)))
+    scale = min(max(1.0, max_upscale), window / min_face, max_side / float(max(h, w)))
     return scale, min_face
 
 
@@ -128,7 +129,7 @@ class HaarFaceDetector:
     """OpenCV Haar cascade (`haarcascade_frontalface_default.xml` from `cv2.data.haarcascades`).
 
     Robust defaults: grey image without histogram equalisation (equalisation hurts on frames with
-    large flat areas), scale step 1.1, 5 neighbours, faces at least a tenth of the short side
+    large flat areas), scale step 1.1, 5 neighbours, faces at least a 14th of the short side
     (`min_face`), search image at most `max_side` pixels long; weak secondary hits (below
     `rel_score` x the best level weight) and nested duplicates are dropped.
     """
@@ -141,7 +142,7 @@ class HaarFaceDetector:
         cascade: str = "haarcascade_frontalface_default.xml",
         scale_factor: float = 1.1,
         min_neighbors: int = 5,
-        max_side: int = 480,
+        max_side: int = 640,
         rel_score: float = 0.35,
     ) -> None:
         import cv2
@@ -158,20 +159,36 @@ class HaarFaceDetector:
         self.max_side = max_side
         self.rel_score = rel_score
 
-    def detect(self, rgb: np.ndarray, *, min_face: float | None = None, max_face: float | None = None) -> list[FaceBox]:
+    def detect(
+        self,
+        rgb: np.ndarray,
+        *,
+        min_face: float | None = None,
+        max_face: float | None = None,
+        min_neighbors: int | None = None,
+        scale_factor: float | None = None,
+        max_upscale: float = 1.0,
+    ) -> list[FaceBox]:
+        """Faces in an RGB image, largest first. `min_face` / `max_face`: face size range in
+        input pixels (default: from a 14th of the short side up); `min_neighbors` / `scale_factor`
+        override the cascade's grouping threshold and pyramid step; `max_upscale` lets a small
+        image be enlarged so that `min_face` reaches the cascade window."""
         cv2 = self._cv2
         rgb = _check_image(rgb)
         h, w = rgb.shape[:2]
         if min(h, w) < 12:
             return []
-        scale, min_face = _search_scale((h, w), min_face, self.window, self.max_side)
+        scale, min_face = _search_scale((h, w), min_face, self.window, self.max_side, max_upscale)
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        if scale < 1.0:
-            grey = cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        if scale != 1.0:
+            interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+            grey = cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interp)
         min_px = max(20, int(round(min_face * scale)))
         if min_px > min(grey.shape):
             return []
-        kwargs = dict(scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(min_px, min_px), outputRejectLevels=True)
+        neighbors = self.min_neighbors if min_neighbors is None else int(min_neighbors)
+        step = self.scale_factor if scale_factor is None else float(scale_factor)
+        kwargs = dict(scaleFactor=step, minNeighbors=neighbors, minSize=(min_px, min_px), outputRejectLevels=True)
         if max_face is not None:
             max_px = max(min_px + 1, int(round(max_face * scale)))
             kwargs["maxSize"] = (max_px, max_px)
@@ -315,7 +332,16 @@ class MTCNNFaceDetector:
         self.rel_score = rel_score
         self._lock = threading.Lock()
 
-    def detect(self, rgb: np.ndarray, *, min_face: float | None = None, max_face: float | None = None) -> list[FaceBox]:
+    def detect(
+        self,
+        rgb: np.ndarray,
+        *,
+        min_face: float | None = None,
+        max_face: float | None = None,
+        min_neighbors: int | None = None,
+        scale_factor: float | None = None,
+        max_upscale: float = 1.0,
+    ) -> list[FaceBox]:
         import torch
 
         rgb = _check_image(rgb)
@@ -324,7 +350,7 @@ class MTCNNFaceDetector:
             return []
         # Downscale so the image is at most max_side long and the smallest face is >= 20 px.
         if min_face is None:
-            min_face = max(20.0, min(h, w) / 10.0)
+            min_face = max(20.0, min(h, w) / 14.0)
         pre = min(1.0, self.max_side / float(max(h, w)), 20.0 / float(min_face) if min_face > 20 else 1.0)
         img = rgb
         if pre < 1.0:

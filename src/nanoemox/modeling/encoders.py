@@ -69,8 +69,9 @@ class AudioEncoder(nn.Module):
     """Speech encoder -> one vector per clip (time-mean), for the Q-Former and each fusion layer.
 
     HuBERT / wav2vec2 take `audio_values` (B, K, N) raw 16 kHz clips; Whisper takes (B, 80, 3000),
-    the log-mel of the K clips laid end to end in one 30 s window (one pass instead of K), whose
-    1500 output positions (50 per second) are split back into the K clips before pooling.
+    the log-mel of the K clips laid end to end in one 30 s window (one pass instead of K). Only the
+    positions covering the clips are encoded (K*S*50 of 1500: the rest is padding, and skipping it
+    makes 8 one-second clips ~4x cheaper); they are split back into the K clips before pooling.
     """
 
     def __init__(self, cfg: AudioConfig):
@@ -84,20 +85,35 @@ class AudioEncoder(nn.Module):
         layers = [self.cfg.feature_layer, *self.cfg.fusion_layers]
         with _maybe_no_grad(self.encoder):
             if self.cfg.encoder_type == "whisper":
-                # audio_values: (B, 80, 3000) -> hidden (B, 1500, D)
-                hs = self.encoder(audio_values, output_hidden_states=True).hidden_states
-                per_clip = int(round(self.cfg.clip_seconds * 50))
-                if per_clip * K > hs[0].shape[1]:
-                    raise ConfigError(f"{K} clips of {self.cfg.clip_seconds} s do not fit Whisper's 30 s window")
-                pooled = [
-                    _select(hs, i, "audio")[:, : per_clip * K].unflatten(1, (K, per_clip)).mean(2)  # (B, K, D)
-                    for i in layers
-                ]
+                per_clip = int(round(self.cfg.clip_seconds * 50))  # Whisper: 50 positions per second
+                hs = _whisper_hidden_states(self.encoder, audio_values, per_clip * K)  # each (B, K*per_clip, D)
+                pooled = [_select(hs, i, "audio").unflatten(1, (K, per_clip)).mean(2) for i in layers]  # (B, K, D)
             else:
                 B = audio_values.shape[0]
                 hs = self.encoder(audio_values.flatten(0, 1), output_hidden_states=True).hidden_states
                 pooled = [_select(hs, i, "audio").mean(1).view(B, K, -1) for i in layers]  # (B, K, D)
         return pooled[0], torch.stack(pooled[1:], 2)  # (B, K, D), (B, K, E, D)
+
+
+def _whisper_hidden_states(encoder: nn.Module, mel: torch.Tensor, positions: int) -> list[torch.Tensor]:
+    """WhisperEncoder's forward on the first `positions` output positions only.
+
+    Returns [embeddings, layer 1, ..., layer N] with the final layer norm applied to the last entry
+    (so index -1 is the encoder output). transformers' forward insists on the full 30 s window."""
+    max_pos = encoder.embed_positions.num_embeddings
+    if positions > max_pos:
+        raise ConfigError(f"audio clips need {positions} Whisper positions; the window has {max_pos} (30 s)")
+    frames = positions * encoder.conv1.stride[0] * encoder.conv2.stride[0]
+    x = nn.functional.gelu(encoder.conv1(mel[..., :frames]))
+    x = nn.functional.gelu(encoder.conv2(x)).permute(0, 2, 1)  # (B, positions, D)
+    h = x + encoder.embed_positions.weight[:positions]
+    out = [h]
+    for layer in encoder.layers:
+        h = layer(h, None)
+        h = h[0] if isinstance(h, tuple) else h
+        out.append(h)
+    out[-1] = encoder.layer_norm(out[-1])
+    return out
 
 
 def _build_audio_encoder(cfg: AudioConfig) -> nn.Module:

@@ -48,7 +48,8 @@ class EncoderOutputs:
     face_mask: torch.Tensor | None = None  # (B, T)
 
     def to_dict(self) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        # not dataclasses.asdict: it deep-copies, which breaks tensors that carry autograd history
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
 
     def to(self, device) -> "EncoderOutputs":
         return EncoderOutputs(**{k: v.to(device) for k, v in self.to_dict().items()})
@@ -84,6 +85,7 @@ class NanoEmoXForConditionalGeneration(nn.Module):
         self.base_vocab_size = min(self.placeholder_ids.values())
         self.phase: str | None = None
         self.set_phase(None)
+        self.eval()  # like from_pretrained in transformers: inference mode until training asks
 
     # ---------------------------------------------------------------- building blocks
     @property

@@ -68,7 +68,9 @@ def small() -> NanoEmoXConfig:
             encoder_config=dict(hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4, image_size=64, patch_size=16),
             feature_layer=-1, fusion_layers=[2, 3, 4], image_size=64, num_frames=8,
         ),
-        audio=AudioConfig(source="builtin", encoder_type="whisper", feature_layer=-1, fusion_layers=[2, 3, 4], num_clips=8, clip_seconds=2.0),
+        # 4 one-second clips: SynthAffect clips last ~3 s, and Whisper then encodes 200 of its 1500
+        # positions (CPU budget); the paper preset keeps 8 x 2 s.
+        audio=AudioConfig(source="builtin", encoder_type="whisper", feature_layer=-1, fusion_layers=[2, 3, 4], num_clips=4, clip_seconds=1.0),
         face=FaceConfig(source="builtin", backbone_type="fer", input_size=64),
         adapters=AdapterConfig(qformer_hidden=256, qformer_layers=1, qformer_heads=4, qformer_ffn=512, face_hidden=128, face_heads=4),
         fusion=FusionConfig(hidden=256, heads=4, ffn=512, gate_hidden=256),

@@ -172,7 +172,7 @@ class NanoEmoXProcessor:
         ids, labels = self.tokenize(task, modalities, sample.transcript, sample.history, cands, answer)
         ex = Example(input_ids=ids, labels=labels, id=sample.id, task=task, modalities=modalities)
         if encoder_outputs is not None:
-            ex.encoder_outputs = _keep(encoder_outputs, modalities)
+            ex.encoder_outputs = keep_encoded(encoder_outputs, modalities)
         elif media is not None:
             ex.media = self.media_tensors(media, modalities)
         return ex
@@ -199,9 +199,9 @@ class NanoEmoXProcessor:
         if any(e.encoder_outputs is not None for e in examples):
             from .modeling_nanoemox import EncoderOutputs
 
-            batch["encoder_outputs"] = EncoderOutputs(**_stack([e.encoder_outputs or {} for e in examples]))
+            batch["encoder_outputs"] = EncoderOutputs(**stack_tensors([e.encoder_outputs or {} for e in examples]))
         else:
-            batch.update(_stack([e.media for e in examples]))
+            batch.update(stack_tensors([e.media for e in examples]))
         return batch
 
 
@@ -226,12 +226,12 @@ _ENCODED_KEYS = {
 }
 
 
-def _keep(enc: dict[str, torch.Tensor], modalities: Iterable[str]) -> dict[str, torch.Tensor]:
+def keep_encoded(enc: dict[str, torch.Tensor], modalities: Iterable[str]) -> dict[str, torch.Tensor]:
     keys = {k for m in modalities for k in _ENCODED_KEYS[m]}
     return {k: v for k, v in enc.items() if k in keys}
 
 
-def _stack(dicts: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+def stack_tensors(dicts: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     keys = sorted({k for d in dicts for k in d})
     out = {}
     for k in keys:

@@ -64,7 +64,7 @@ EXTRA_CLUES = {
     "happy": "rosy cheeks", "sad": "a tear on the cheek", "angry": "a reddened face",
     "fear": "a pale face with a bead of sweat", "disgust": "a greenish face",
 }
-SKIN_TONES = ((255, 224, 196), (241, 194, 161), (224, 172, 125), (198, 140, 90), (160, 105, 65), (120, 80, 55))
+SKIN_TONES = ((255, 224, 196), (241, 194, 161), (224, 172, 125), (198, 140, 90), (170, 115, 75), (145, 98, 66))
 HAIR_COLORS = ((30, 20, 15), (70, 45, 25), (120, 80, 40), (200, 170, 110), (90, 90, 90), (20, 20, 20))
 
 
@@ -209,7 +209,10 @@ def render_frame(style: FaceStyle, expr: Expression, emotion: str, strong: bool,
     ew = 0.17
     eh = max(0.012, 0.5 * ew * eo)
     socket = tuple(int(c * 0.84) for c in skin)
+    light = tuple(int(min(255, c * 1.12 + 12)) for c in skin)
+    p.ellipse(0, -0.05, 0.09, 0.32, light)  # lit nose bridge and forehead
     for s in (-1, 1):
+        p.ellipse(s * 0.42, 0.2, 0.14, 0.09, light)  # lit cheeks
         p.ellipse(s * 0.3, -0.17, 0.24, 0.13, socket)
     for s in (-1, 1):
         ex, ey = s * 0.3, -0.14

@@ -43,7 +43,7 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, audio: np.ndarray, fp
             vs = out.add_stream("libx264", rate=fps)
             vs.width, vs.height = frames.shape[2], frames.shape[1]
             vs.pix_fmt = "yuv420p"
-            vs.options = {"threads": "1", "preset": "veryfast", "crf": "20"}
+            vs.options = {"threads": "1", "preset": "veryfast", "crf": "26"}
             aus = out.add_stream("aac", rate=sr)
             aus.layout = "mono"
             for i, img in enumerate(frames):
@@ -122,6 +122,8 @@ def generate_sample(job: Job) -> dict[str, Any]:
     ).to_dict()
     features, stats = read_back(Path(job.out_dir) / rel)
     stats["lexicon"] = text.lexicon_predict(words)
+    # speaking rate needs the words (text) and the voiced time (voice): a feature for the joint probe only
+    features["rate"] = np.array([len(words.split()) / max(float(features["voice"][10]), 0.1)], np.float32)
     return {"record": record, "features": features, "stats": stats}
 
 
@@ -135,18 +137,18 @@ def read_back(path: Path, n_frames: int = 8) -> tuple[dict[str, np.ndarray], dic
     from ..faces import get_detector
 
     with av.open(str(path)) as c:
-        vframes = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+        decoded = list(c.decode(video=0))
+    picks = np.linspace(0, len(decoded) - 1, n_frames).round().astype(int)
+    frames = [decoded[i].to_ndarray(format="rgb24") for i in picks]
     with av.open(str(path)) as c:
         chunks = [f.to_ndarray().reshape(-1) for f in c.decode(audio=0)]
         sr = c.streams.audio[0].rate
     audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
 
     det = get_detector("haar")
-    picks = np.linspace(0, len(vframes) - 1, n_frames).round().astype(int)
     hogs, found = [], 0
-    for i in picks:
-        img = vframes[i]
-        boxes = det.detect(img)
+    for img in frames:
+        boxes = det.detect(img, min_face=0.2 * min(img.shape[:2]))
         if boxes:
             found += 1
             b = boxes[0]
@@ -154,7 +156,7 @@ def read_back(path: Path, n_frames: int = 8) -> tuple[dict[str, np.ndarray], dic
         else:  # fall back to the centre of the frame
             h, w = img.shape[:2]
             crop = img[h // 6:5 * h // 6, w // 6:5 * w // 6]
-        grey = cv2.resize(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), (48, 48), interpolation=cv2.INTER_AREA)
+        grey = cv2.resize(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), (64, 64), interpolation=cv2.INTER_AREA)
         hogs.append(hog(grey, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2)))
     features = {
         "face": np.mean(hogs, axis=0).astype(np.float32),
@@ -163,7 +165,7 @@ def read_back(path: Path, n_frames: int = 8) -> tuple[dict[str, np.ndarray], dic
     stats = {
         "frames_checked": int(len(picks)),
         "faces_found": int(found),
-        "decoded_frames": len(vframes),
+        "decoded_frames": len(decoded),
         "audio_s": round(len(audio) / sr, 3),
         "speech_rms_db": float(20 * np.log10(np.sqrt(np.mean(audio**2)) + 1e-9)) if len(audio) else -200.0,
     }

@@ -11,32 +11,32 @@ from .latent import EMOTIONS, INTENTS, NEGATIVE, Latent
 # Intent templates: each intent has its own cue words so intent is recoverable from the transcript.
 # "{ev}" is the first-person event clause; none of these words is in the emotion lexicon.
 INTENT_TEMPLATES: dict[str, tuple[str, ...]] = {
-    "Complain": ("Why does this keep happening? {Ev}.", "Honestly, {ev}, and nobody asked me.", "This again. {Ev}, and no one warned me."),
-    "Praise": ("You handled it so well when {ev}.", "You were brilliant when {ev}.", "Nice work, you dealt with it when {ev}."),
-    "Apologise": ("I'm sorry, {ev}.", "I apologise, {ev} and I forgot to tell you.", "Forgive me, {ev}."),
-    "Thank": ("Thank you for telling me that {ev}.", "Thanks a lot, {ev}.", "Thank you, {ev}."),
-    "Inform": ("Just so you know, {ev}.", "For your information, {ev}.", "I wanted to let you know {ev}."),
-    "Ask for help": ("Can you help me? {Ev}.", "Could you give me a hand? {Ev}.", "I need your help, {ev}."),
-    "Agree": ("Yes, you are right, {ev}.", "I agree with you, {ev}.", "Exactly, {ev}."),
+    "Complain": ("Why me again? {Ev}.", "Honestly, {ev}, and nobody asked.", "This again. {Ev}."),
+    "Praise": ("Well done, {ev}.", "You were brilliant, {ev}.", "Nice work, {ev}."),
+    "Apologise": ("I'm sorry, {ev}.", "I apologise, {ev}.", "Forgive me, {ev}."),
+    "Thank": ("Thank you, {ev}.", "Thanks a lot, {ev}.", "Thanks for asking, {ev}."),
+    "Inform": ("Just so you know, {ev}.", "For your information, {ev}.", "FYI, {ev}."),
+    "Ask for help": ("Can you help me? {Ev}.", "Please help, {ev}.", "I need your help, {ev}."),
+    "Agree": ("Yes, you're right, {ev}.", "I agree, {ev}.", "Exactly, {ev}."),
     "Oppose": ("No, I don't accept it. {Ev}.", "I disagree, {ev}.", "That's not right. {Ev}."),
-    "Advise": ("You should plan ahead, {ev}.", "My advice is to wait, {ev}.", "You ought to check, {ev}."),
-    "Arrange": ("Let's meet tomorrow, {ev}.", "Shall we talk at noon? {Ev}.", "Let's set a time to talk, {ev}."),
-    "Greet": ("Hi there! {Ev}.", "Hello, good to see you. {Ev}.", "Hey, hi! {Ev}."),
-    "Leave": ("I have to go now, {ev}.", "I'm leaving, {ev}.", "Goodbye for now, {ev}."),
+    "Advise": ("You should plan ahead, {ev}.", "My advice: wait, {ev}.", "You ought to check, {ev}."),
+    "Arrange": ("Let's meet tomorrow, {ev}.", "Let's talk at noon, {ev}.", "Let's set a time, {ev}."),
+    "Greet": ("Hi there! {Ev}.", "Hello! {Ev}.", "Hey, hi! {Ev}."),
+    "Leave": ("I have to go, {ev}.", "I'm leaving, {ev}.", "Goodbye for now, {ev}."),
 }
 assert set(INTENT_TEMPLATES) == set(INTENTS)
 
 # Short sentences that state an emotion outright; the words in quotes form the lexicon.
 EMOTION_SENTENCES: dict[str, tuple[tuple[str, str], ...]] = {
     "angry": (("I'm so angry.", "angry"), ("I'm furious!", "furious"), ("This makes me mad.", "mad")),
-    "disgust": (("That's disgusting.", "disgusting"), ("It's so gross.", "gross"), ("I'm disgusted.", "disgusted")),
+    "disgust": (("That's disgusting.", "disgusting"), ("So gross.", "gross"), ("I'm disgusted.", "disgusted")),
     "fear": (("I'm scared.", "scared"), ("I'm really afraid.", "afraid"), ("It's terrifying.", "terrifying")),
     "happy": (("I'm so happy!", "happy"), ("I'm really glad!", "glad"), ("It's wonderful!", "wonderful")),
     "sad": (("I feel so sad.", "sad"), ("I'm heartbroken.", "heartbroken"), ("It's depressing.", "depressing")),
     "surprise": (("Wow, I'm shocked!", "shocked"), ("I'm so surprised!", "surprised"), ("I can't believe it!", "believe")),
     "neutral": (("It's fine, really.", "fine"), ("It's nothing special.", "special"), ("Whatever, it's okay.", "okay")),
 }
-NEUTRAL_TAILS = ("", "", "Anyway.", "So that's that.", "That's all.")
+NEUTRAL_TAILS = ("", "", "", "Anyway.", "That's all.")
 LEXICON: dict[str, str] = {w: e for e, sents in EMOTION_SENTENCES.items() for _, w in sents}
 
 GOALS = {
@@ -97,7 +97,7 @@ def transcript(lat: Latent, rng: np.random.Generator) -> tuple[str, str | None]:
         else:
             other = ("sad", "angry")[int(rng.integers(2))]
         sent, word = _pick(EMOTION_SENTENCES[other], rng)
-        tail = ("Oh great. " if other == "happy" and lat.emotion in NEGATIVE else "") + sent
+        tail = ("Great. " if other == "happy" and lat.emotion in NEGATIVE else "") + sent
     else:
         tail = NEUTRAL_TAILS[int(rng.integers(len(NEUTRAL_TAILS)))]
     return (body + (" " + tail if tail else "")).strip(), word

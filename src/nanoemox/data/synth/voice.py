@@ -35,13 +35,13 @@ class Prosody:
 
 
 PROFILES: dict[str, Prosody] = {
-    "neutral": Prosody(pitch=45, range=2, rate=165, amplitude=90),
-    "happy": Prosody(pitch=70, range=4, rate=190, amplitude=130),
-    "angry": Prosody(pitch=52, range=3, rate=215, amplitude=190, gap=0),
-    "sad": Prosody(pitch=18, range=0, rate=120, amplitude=50, gap=4),
-    "fear": Prosody(pitch=80, range=1, rate=220, amplitude=80, tremolo=0.45),
-    "surprise": Prosody(pitch=92, range=4, rate=170, amplitude=150),
-    "disgust": Prosody(pitch=28, range=1, rate=130, amplitude=105, gap=3),
+    "neutral": Prosody(pitch=45, range=2, rate=190, amplitude=90),
+    "happy": Prosody(pitch=70, range=4, rate=210, amplitude=130),
+    "angry": Prosody(pitch=52, range=3, rate=240, amplitude=190),
+    "sad": Prosody(pitch=18, range=0, rate=165, amplitude=50),
+    "fear": Prosody(pitch=80, range=1, rate=245, amplitude=80, tremolo=0.45),
+    "surprise": Prosody(pitch=92, range=4, rate=200, amplitude=150),
+    "disgust": Prosody(pitch=28, range=1, rate=165, amplitude=105),
 }
 VOICE_CLUES: dict[str, tuple[str, ...]] = {
     "neutral": ("an even, steady voice",),
@@ -82,7 +82,7 @@ def sample_voice(emotion: str, intensity: str, expressive: bool, voice_only: boo
         variant=VARIANTS[int(rng.integers(len(VARIANTS)))],
         pitch=int(np.clip(round(lerp(n.pitch, e.pitch) + jit * rng.uniform(-9, 9)), 0, 99)),
         range=RANGES[int(np.clip(round(lerp(n.range, e.range) + jit * rng.uniform(-0.7, 0.7)), 0, 4))],
-        rate=int(np.clip(round(lerp(n.rate, e.rate) + jit * rng.uniform(-14, 14)), 90, 260)),
+        rate=int(np.clip(round(lerp(n.rate, e.rate) + jit * rng.uniform(-14, 14)), 110, 280)),
         amplitude=int(np.clip(round(lerp(n.amplitude, e.amplitude) + jit * rng.uniform(-15, 15)), 20, 200)),
         gap=int(round(lerp(n.gap, e.gap))),
         tremolo=float(round(lerp(n.tremolo, e.tremolo), 3)),
@@ -116,7 +116,7 @@ def speak(text: str, params: VoiceParams, rng: np.random.Generator) -> np.ndarra
     if params.tremolo > 0:  # a trembling voice: fast amplitude modulation
         t = np.arange(len(x)) / SAMPLE_RATE
         x *= 1.0 - params.tremolo * 0.5 * (1 + np.sin(2 * np.pi * rng.uniform(6.0, 8.0) * t))
-    lead, tail = int(0.15 * SAMPLE_RATE), int(0.25 * SAMPLE_RATE)
+    lead, tail = int(0.1 * SAMPLE_RATE), int(0.15 * SAMPLE_RATE)
     x = np.concatenate([np.zeros(lead, np.float32), x, np.zeros(tail, np.float32)])
     x += rng.normal(0, 10 ** (-3.3), len(x)).astype(np.float32)  # faint room noise
     return np.clip(x, -0.99, 0.99).astype(np.float32)

@@ -1,0 +1,133 @@
+"""SynthAffect: real clips, determinism, label consistency and modality probes."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from nanoemox.cli import main
+from nanoemox.data.schema import BASIC_EMOTIONS, read_manifest
+from nanoemox.data.synth import generate_corpus
+from nanoemox.data.synth.face import EXTRA_CLUES, FACE_CLUES
+from nanoemox.data.synth.latent import INTENTS, NEGATIVE, POSITIVE
+from nanoemox.data.synth.voice import VOICE_CLUES
+from nanoemox.errors import NanoEmoXError
+
+N, SEED = 63, 3  # 9 clips per emotion
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "s"
+    rc = main(["synth", str(out), "--n", str(N), "--seed", str(SEED), "--no-progress"])
+    assert rc == 0
+    return out
+
+
+def _records(root: Path) -> list[dict]:
+    return [json.loads(line) for line in (root / "all.jsonl").read_text().splitlines()]
+
+
+def test_layout_and_splits(corpus: Path):
+    for name in ("train.jsonl", "val.jsonl", "test.jsonl", "all.jsonl", "CARD.md", "stats.json"):
+        assert (corpus / name).is_file(), name
+    parts = {s: read_manifest(corpus / f"{s}.jsonl") for s in ("train", "val", "test")}
+    ids = [x.id for p in parts.values() for x in p]
+    assert len(ids) == len(set(ids)) == N
+    assert len(parts["train"]) > len(parts["val"]) > 0 and len(parts["test"]) > 0
+    # stratified: every emotion appears in every split
+    for p in parts.values():
+        assert {x.emotion for x in p} == set(BASIC_EMOTIONS)
+    # balanced labels
+    recs = _records(corpus)
+    emo = Counter(r["emotion"] for r in recs)
+    assert max(emo.values()) - min(emo.values()) <= 1
+    intents = Counter(r["intent"] for r in recs)
+    assert set(intents) <= set(INTENTS) and max(intents.values()) - min(intents.values()) <= 1
+    card = (corpus / "CARD.md").read_text()
+    assert "text only" in card and "all three" in card and "### Emotion" in card
+
+
+def test_every_clip_is_playable_with_face_and_speech(corpus: Path):
+    from nanoemox.data.faces import get_detector
+
+    det = get_detector("haar")
+    checked = found = 0
+    for s in read_manifest(corpus / "all.jsonl"):
+        with av.open(s.video) as c:
+            assert c.streams.video[0].codec_context.name == "h264"
+            assert c.streams.audio[0].codec_context.name == "aac"
+            frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+        with av.open(s.video) as c:
+            audio = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)])
+        assert len(frames) >= 15 and frames[0].shape == (160, 160, 3)
+        # speech: loud enough, with both voiced stretches and pauses
+        rms = np.sqrt(np.mean(audio.reshape(-1, 320)[: len(audio) // 320] ** 2, axis=1)) if len(audio) >= 320 else np.zeros(1)
+        active = rms > 0.1 * rms.max()
+        assert 20 * np.log10(np.sqrt(np.mean(audio**2))) > -40
+        assert 0.3 < active.mean() < 0.98
+        for i in np.linspace(0, len(frames) - 1, 4).round().astype(int):
+            checked += 1
+            found += bool(det.detect(frames[i]))
+    assert found / checked >= 0.85
+
+
+def test_labels_are_consistent(corpus: Path):
+    catalogue = {p for v in FACE_CLUES.values() for p in v} | set(EXTRA_CLUES.values()) | {p for v in VOICE_CLUES.values() for p in v}
+    text_only = 0
+    for r in _records(corpus):
+        e, score = r["emotion"], r["sentiment_score"]
+        assert -3 <= score <= 3
+        if e in NEGATIVE:
+            assert score < 0 and r["sentiment"] == "negative"
+        elif e in POSITIVE:
+            assert score > 0 and r["sentiment"] == "positive"
+        else:
+            assert score == 0 and r["sentiment"] == "neutral"
+        # the reason names every rendered clue and no clue that was not rendered, then the emotion
+        rendered = [c for m in ("face", "voice", "text") for c in r["clues"][m]]
+        for c in rendered:
+            assert c in r["reason"], (c, r["reason"])
+        for c in catalogue - set(rendered):
+            assert c not in r["reason"], (c, r["reason"])
+        assert r["reason"].endswith(f"the emotion is {e}.")
+        assert 2 <= len(r["ov_labels"]) <= 4
+        assert r["chain_of_empathy"]["emotion"] == e and set(r["chain_of_empathy"]) == {"event", "emotion", "cause", "goal"}
+        assert r["intent"] in r["candidates"]["mir"] and r["candidates"]["mer"] == list(BASIC_EMOTIONS)
+        assert r["meta"]["latent"]["topic"] in r["chain_of_empathy"]["event"]
+        text_only += r["meta"]["text_mode"] != "congruent"
+    assert text_only / N >= 0.5  # at least half the words do not state the emotion
+
+
+def test_rendered_cues_determine_the_emotion(corpus: Path):
+    """Exactly: face and voice clues together never map to two emotions. Measured: the probes."""
+    seen: dict[tuple, set] = {}
+    for r in _records(corpus):
+        key = (tuple(r["clues"]["face"]), tuple(r["clues"]["voice"]))
+        seen.setdefault(key, set()).add(r["emotion"])
+    assert all(len(v) == 1 for v in seen.values())
+    acc = json.loads((corpus / "stats.json").read_text())["probes"]["accuracy"]
+    assert acc["text"] < 0.6
+    assert acc["all"] >= 0.85
+    assert acc["all"] > acc["text"] + 0.25
+
+
+def test_same_seed_gives_identical_manifests(corpus: Path, tmp_path: Path):
+    again = generate_corpus(tmp_path / "again", N, SEED, workers=2, progress=False)
+    for name in ("train.jsonl", "val.jsonl", "test.jsonl", "all.jsonl"):
+        assert (corpus / name).read_bytes() == (tmp_path / "again" / name).read_bytes(), name
+    assert again["counts"]["all"] == N
+    other = _records(corpus)
+    assert "/" not in json.dumps([r["video"] for r in other]).replace("media/", "")  # relative paths only
+
+
+def test_bad_arguments_are_user_errors(tmp_path: Path):
+    with pytest.raises(NanoEmoXError):
+        generate_corpus(tmp_path / "x", 0, 1)
+    with pytest.raises(NanoEmoXError):
+        generate_corpus(tmp_path / "x", 5, 1, split_ratios=(0.5, 0.1, 0.1))
+    assert main(["synth", str(tmp_path / "y"), "--n", "0"]) == 2
