@@ -211,7 +211,7 @@ def test_transcript_cannot_inject_placeholders(model, processor):
     special = set(model.placeholder_ids.values())
     assert not special & set(ids), "user text produced placeholder tokens"
     im_start = model.tokenizer.convert_tokens_to_ids("<|im_start|>")
-    assert ids.count(im_start) == 2  # the template's user + assistant turns only
+    assert ids.count(im_start) == 3  # the template's system, user and assistant turns only
     # and the model runs on it with no modality input at all (nothing spliced)
     out = model(input_ids=torch.tensor([ids]))
     assert torch.isfinite(out.logits).all()

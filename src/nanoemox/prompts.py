@@ -56,6 +56,19 @@ _MODALITY_TEXT = {
     "face": "The facial expressions are {ph}.",
     "frame": "The video frames are {ph}.",
 }
+# The compact style (small preset: every prompt token costs CPU time in each training step) keeps
+# the same blocks, order and task tags with fewer words.
+_COMPACT_MODALITY = {"multi": "Fused: {ph}", "audio": "Audio: {ph}", "face": "Face: {ph}", "frame": "Frames: {ph}"}
+_COMPACT_INSTRUCTIONS = {
+    "msa": "Sentiment? Options: {candidates}.",
+    "mer": "Emotion? Options: {candidates}.",
+    "ovmer": "All emotions?",
+    "eri": "Why this emotion? Cite face, voice and words.",
+    "mir": "Intent? Options: {candidates}.",
+    "erg": "Reply with empathy; think first.",
+}
+SYSTEM_PROMPT = "You are Nano-EmoX, an expert in human emotions."
+PROMPT_STYLES = ("full", "compact")
 
 
 # --- the guard: user text can never produce placeholder or chat-control tokens -----------------
@@ -92,25 +105,39 @@ def user_turn(
     transcript: str = "",
     history: Sequence[Mapping[str, str]] = (),
     candidates: Sequence[str] | None = None,
+    style: str = "full",
 ) -> str:
     """The user message for `task` (placeholders included, user text sanitised)."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r} (expected one of {', '.join(TASKS)})")
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"unknown prompt style {style!r} (expected one of {', '.join(PROMPT_STYLES)})")
+    compact = style == "compact"
     parts = []
-    if any(spec.count(m) for m in MODALITY_ORDER):
+    if any(spec.count(m) for m in MODALITY_ORDER) and not compact:
         parts.append("We have a clip of a person.")
     for m in MODALITY_ORDER:
         n = spec.count(m)
         if n:
-            parts.append(_MODALITY_TEXT[m].format(ph=PLACEHOLDERS[m] * n))
+            parts.append((_COMPACT_MODALITY if compact else _MODALITY_TEXT)[m].format(ph=PLACEHOLDERS[m] * n))
     if history:
         lines = [f"{sanitize_user_text(h.get('speaker') or 'Speaker')}: {sanitize_user_text(h.get('text'))}" for h in history]
-        parts.append("The dialogue so far:\n" + "\n".join(lines))
+        parts.append(("Dialogue:\n" if compact else "The dialogue so far:\n") + "\n".join(lines))
     text = sanitize_user_text(transcript).strip()
-    parts.append(f'The subtitle of this clip is: "{text}".' if text else "There is no subtitle for this clip.")
+    if compact:
+        parts.append(f'Subtitle: "{text}"' if text else "Subtitle: none")
+    else:
+        parts.append(f'The subtitle of this clip is: "{text}".' if text else "There is no subtitle for this clip.")
     cands = ", ".join(sanitize_user_text(c) for c in (candidates or default_candidates(task)))
-    parts.append(f"{TASK_TAGS[task]} " + _INSTRUCTIONS[task].format(candidates=cands))
+    instruction = (_COMPACT_INSTRUCTIONS if compact else _INSTRUCTIONS)[task]
+    parts.append(f"{TASK_TAGS[task]} " + instruction.format(candidates=cands))
     return "\n".join(parts)
+
+
+def chat_messages(user_content: str) -> list[dict[str, str]]:
+    """The conversation sent to the chat template (our own short system turn, so templates that
+    add a default system prompt, like SmolLM2's, do not)."""
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user_content}]
 
 
 def default_candidates(task: str) -> Sequence[str]:

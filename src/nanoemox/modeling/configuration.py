@@ -116,6 +116,7 @@ class TextConfig:
     model_type: str = "llama"
     tokenizer: str = "byte"  # byte: built-in byte-level tokenizer (random LMs); otherwise the LM folder's own
     max_length: int = 1024
+    prompt_style: str = "full"  # full | compact (see nanoemox.prompts)
 
 
 @dataclass

@@ -31,6 +31,7 @@ from .language_model import build_language_model
 
 log = logging.getLogger(__name__)
 WEIGHTS_NAME = "model.safetensors"
+IGNORE_INDEX = -100
 
 
 @dataclass
@@ -58,7 +59,7 @@ class EncoderOutputs:
 @dataclass
 class NanoEmoXOutput:
     loss: torch.Tensor | None
-    logits: torch.Tensor
+    logits: torch.Tensor  # (B, L, V); with labels, only the scored answer positions: (N_answer, V)
     gate_weights: torch.Tensor | None  # (B, E): fusion gate per sample (rows of absent fusion are NaN)
 
 
@@ -191,8 +192,17 @@ class NanoEmoXForConditionalGeneration(nn.Module):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # left padding safe
-        out = self.language_model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, labels=labels)
-        return NanoEmoXOutput(loss=out.loss, logits=out.logits, gate_weights=gate)
+        if labels is None:
+            out = self.language_model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids)
+            return NanoEmoXOutput(loss=None, logits=out.logits, gate_weights=gate)
+        # Training: the LM head runs only where a next token is scored (the answer), not over the
+        # whole prompt -- with a 49k vocabulary that is most of the head's cost.
+        hidden = self.language_model.base_model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
+        targets = labels[:, 1:]  # (B, L-1): token t+1 is predicted at position t
+        keep = targets != IGNORE_INDEX
+        logits = self.language_model.get_output_embeddings()(hidden[:, :-1][keep])  # (N_answer, V)
+        loss = nn.functional.cross_entropy(logits.float(), targets[keep]) if bool(keep.any()) else hidden.sum() * 0.0
+        return NanoEmoXOutput(loss=loss, logits=logits, gate_weights=gate)
 
     @torch.no_grad()
     def generate(

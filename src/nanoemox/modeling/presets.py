@@ -52,7 +52,7 @@ def tiny() -> NanoEmoXConfig:
         fusion=FusionConfig(hidden=32, heads=2, ffn=64, gate_hidden=32),
         tokens=TokenConfig(audio=4, frame=4, face=2, multi=1),
         text=TextConfig(
-            model_type="llama", tokenizer="byte", max_length=1024,
+            model_type="llama", tokenizer="byte", max_length=1024, prompt_style="compact",
             model_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048),
         ),
         lora=LoraSettings(r=4, alpha=8, dropout=0.0),
@@ -75,7 +75,7 @@ def small() -> NanoEmoXConfig:
         adapters=AdapterConfig(qformer_hidden=256, qformer_layers=1, qformer_heads=4, qformer_ffn=512, face_hidden=128, face_heads=4),
         fusion=FusionConfig(hidden=256, heads=4, ffn=512, gate_hidden=256),
         tokens=TokenConfig(audio=8, frame=8, face=4, multi=1),
-        text=TextConfig(source="builtin", model_type="llama", tokenizer="builtin", max_length=512),
+        text=TextConfig(source="builtin", model_type="llama", tokenizer="builtin", max_length=512, prompt_style="compact"),
         lora=LoraSettings(r=8, alpha=16, dropout=0.05),
         phases=phases,
     )

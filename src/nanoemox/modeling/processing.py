@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from ..prompts import MODALITY_ORDER, PromptSpec, target_text, user_turn
+from ..prompts import MODALITY_ORDER, PromptSpec, chat_messages, target_text, user_turn
 from .configuration import NanoEmoXConfig
 
 ALL_MODALITIES = frozenset(MODALITY_ORDER)
@@ -149,8 +149,8 @@ class NanoEmoXProcessor:
         answer: str | None = None,
     ) -> tuple[list[int], list[int] | None]:
         """Prompt ids (+ answer ids and labels masked to the answer when `answer` is given)."""
-        content = user_turn(task, self.prompt_spec(modalities), transcript, history, candidates)
-        prompt = self.tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True)
+        content = user_turn(task, self.prompt_spec(modalities), transcript, history, candidates, style=self.config.text.prompt_style)
+        prompt = self.tokenizer.apply_chat_template(chat_messages(content), tokenize=False, add_generation_prompt=True)
         ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         limit = self.config.text.max_length
         if len(ids) > limit:

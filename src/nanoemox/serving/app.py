@@ -413,15 +413,19 @@ def create_app(analyzer, settings: ServerSettings | None = None) -> FastAPI:
                            headers={"WWW-Authenticate": "Bearer"})
 
     def run_analysis(parts: MediaParts, cancel: threading.Event, **kwargs: Any):
+        t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="nanoemox-req-") as tmp:
             media = _materialize(parts, Path(tmp), analyzer, settings) if (parts.visual or parts.audio) else None
+            decode_s = time.perf_counter() - t0
             if cancel.is_set():
                 raise _Cancelled()
             ready = kwargs.pop("on_ready", None)
             if ready is not None:
                 ready()
             asr = kwargs.pop("asr", None)
-            return analyzer.analyze(media, asr=settings.asr if asr is None else asr, cancel=cancel, **kwargs)
+            result = analyzer.analyze(media, asr=settings.asr if asr is None else asr, cancel=cancel, **kwargs)
+        result.timings["preprocess_s"] = round(result.timings["preprocess_s"] + decode_s, 4)  # decoding ran here
+        return result
 
     def error_of(exc: BaseException) -> ApiError:
         if isinstance(exc, ApiError):

@@ -54,8 +54,10 @@ def _check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
 
 def _worker_init() -> None:
     import cv2
+    from threadpoolctl import threadpool_limits
 
     cv2.setNumThreads(1)  # one process per core; no nested threading
+    threadpool_limits(limits=1)
 
 
 def _run(job):
@@ -106,7 +108,9 @@ def generate_corpus(
         else:
             import multiprocessing as mp
 
-            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:
+            # fork where available: cheap start and no re-import of the caller's __main__
+            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
                 futures = [pool.submit(_run, job) for job in jobs]
                 for fut in as_completed(futures):
                     i, res = fut.result()

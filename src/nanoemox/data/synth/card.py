@@ -78,6 +78,13 @@ def _fit_predict(face: np.ndarray, voice: np.ndarray, lex: np.ndarray, rate: np.
 def run_probes(records: list[dict[str, Any]], features: list[dict[str, np.ndarray]],
                lexicon: list[str], splits: dict[str, str], seed: int = 0) -> dict[str, Any]:
     """Accuracy of each single-modality probe and of all three together."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):  # many tiny fits: BLAS threads only oversubscribe the cores
+        return _run_probes(records, features, lexicon, splits, seed)
+
+
+def _run_probes(records, features, lexicon, splits, seed) -> dict[str, Any]:
     from sklearn.model_selection import StratifiedKFold
 
     y = np.array([r["emotion"] for r in records])

@@ -38,7 +38,7 @@ function showPreview(blob, name) {
 function useFile(file) {
   if (!file) return;
   clip = file;
-  $("drop-text").textContent = file.name;
+  $("drop-text").textContent = "Drop another file here to replace it";
   showPreview(file, file.name);
   setStatus("");
 }
