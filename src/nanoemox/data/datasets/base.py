@@ -14,7 +14,7 @@ Annotation files point at media in one of two ways:
 
 When the joined path does not exist, the media root is indexed once (recursively) and the file is
 looked up by file name, then by stem with any media extension, then (frame-folder datasets) as a
-folder of the same name. The media root is `--media-root`, or the annotation file's folder. A
+folder of the same name; a name found in several folders is ambiguous and not guessed. The media root is `--media-root`, or the annotation file's folder. A
 file found nowhere is kept at its joined path and listed in `missing_media`.
 """
 from __future__ import annotations
@@ -37,6 +37,10 @@ AUDIO_EXTS = (".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".aac")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 _ALL_EXTS = VIDEO_EXTS + AUDIO_EXTS + IMAGE_EXTS
 _MAX_INDEX_FILES = 2_000_000
+
+
+def _ext(name: str) -> str:
+    return os.path.splitext(name)[1].lower()
 
 
 # --- result and registry -------------------------------------------------------------------------
@@ -166,9 +170,12 @@ class MediaLocator:
         self.root = root.resolve()
         self.dataset_dirs = {d.lower() for d in dataset_dirs}
         self.media = media
-        self._by_name: dict[str, str] | None = None
+        self._by_name: dict[str, list[str]] | None = None
         self._by_stem: dict[str, list[str]] | None = None
-        self._dirs: dict[str, str] | None = None
+        self._dirs: dict[str, list[str]] | None = None
+        self._rel_files: set[str] = set()
+        self._rel_dirs: set[str] = set()
+        self._truncated = False
 
     @property
     def exts(self) -> tuple[str, ...]:
@@ -190,77 +197,104 @@ class MediaLocator:
         tail = self.tail(author_path)
         if not tail:
             return ""
-        direct = self.root / tail
-        if direct.exists():
-            return str(direct)
+        if self._exists(tail):
+            return str(self.root / tail)
         found = self._lookup(Path(tail).name, allow_dir=self.media == "frames")
-        return found or str(direct)
+        return found or str(self.root / tail)
 
-    def by_name(self, *candidates: str, allow_dir: bool = False) -> str:
+    def by_name(self, *candidates: str, allow_dir: bool = False, default_ext: str | None = None) -> str:
         """The first candidate (relative path or stem, extension optional) that exists under the
-        root, directly or through the index; else the first candidate joined onto the root with the
-        format's main extension."""
-        cands = [c.strip().replace("\\", "/").lstrip("/") for c in candidates if c and str(c).strip()]
+        root, directly or through the index; else the first candidate joined onto the root (with
+        `default_ext`, or the format's main extension, when it has none)."""
+        cands = [str(c).strip().replace("\\", "/").strip("/") for c in candidates if c and str(c).strip()]
         if not cands:
             return ""
+        root = str(self.root)
         for c in cands:
-            p = self.root / c
-            if Path(c).suffix.lower() in _ALL_EXTS:
-                if p.exists():
-                    return str(p)
-            else:
-                for ext in self.exts:
-                    q = p.with_name(p.name + ext)
-                    if q.exists():
-                        return str(q)
-                if allow_dir and p.is_dir():
-                    return str(p)
+            if _ext(c) in _ALL_EXTS:
+                if self._exists(c):
+                    return os.path.join(root, c)
+                continue
+            for ext in self.exts:
+                if self._exists(c + ext):
+                    return os.path.join(root, c + ext)
+            if allow_dir and self._exists(c, directory=True):
+                return os.path.join(root, c)
         for c in cands:
-            found = self._lookup(Path(c).name, allow_dir=allow_dir)
+            found = self._lookup(c.rsplit("/", 1)[-1], allow_dir=allow_dir)
             if found:
                 return found
         first = cands[0]
-        if Path(first).suffix.lower() not in _ALL_EXTS and not allow_dir:
-            first += self.exts[0]
-        return str(self.root / first)
+        if _ext(first) not in _ALL_EXTS:
+            if default_ext is not None:
+                first += default_ext
+            elif not allow_dir:
+                first += self.exts[0]
+        return os.path.join(root, first)
+
+    def _exists(self, rel: str, directory: bool = False) -> bool:
+        self._build_index()
+        key = rel.replace("\\", "/").strip("/")
+        if self._truncated:  # index incomplete: ask the file system
+            p = Path(self.root, key)
+            return p.is_dir() if directory else p.exists()
+        return key in (self._rel_dirs if directory else self._rel_files)
 
     def _lookup(self, name: str, allow_dir: bool = False) -> str | None:
+        """A unique file (or folder) of that name under the root; None when absent or ambiguous
+        (the same name in several folders, e.g. MELD's train and test splits)."""
         self._build_index()
         key = name.lower()
-        if key in self._by_name:
-            return self._by_name[key]
-        stem = key.rsplit(".", 1)[0] if Path(key).suffix in _ALL_EXTS else key
+        hits = self._by_name.get(key)
+        if hits:
+            return hits[0] if len(hits) == 1 else None
+        stem = key.rsplit(".", 1)[0] if _ext(key) in _ALL_EXTS else key
         hits = self._by_stem.get(stem)
         if hits:
             rank = {e: i for i, e in enumerate(self.exts)}
-            return min(hits, key=lambda h: (rank.get(Path(h).suffix.lower(), 99), h))
-        if allow_dir and stem in self._dirs:
-            return self._dirs[stem]
+            best = min(rank.get(_ext(h), 99) for h in hits)
+            top = [h for h in hits if rank.get(_ext(h), 99) == best]
+            return top[0] if len(top) == 1 else None
+        if allow_dir:
+            dirs = self._dirs.get(stem)
+            if dirs and len(dirs) == 1:
+                return dirs[0]
         return None
 
     def _build_index(self) -> None:
+        """Walk the media root once: relative paths of files and folders, and lookups by name."""
         if self._by_name is not None:
             return
-        by_name: dict[str, str] = {}
+        by_name: dict[str, list[str]] = {}
         by_stem: dict[str, list[str]] = {}
-        dirs: dict[str, str] = {}
+        dirs: dict[str, list[str]] = {}
+        rel_files: set[str] = set()
+        rel_dirs: set[str] = set()
         n = 0
+        truncated = False
+        root = str(self.root)
         if self.root.is_dir():
-            for dirpath, dirnames, filenames in os.walk(self.root):
+            for dirpath, dirnames, filenames in os.walk(root):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                rel_dir = os.path.relpath(dirpath, root)
+                rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
                 for d in dirnames:
-                    dirs.setdefault(d.lower(), os.path.join(dirpath, d))
+                    dirs.setdefault(d.lower(), []).append(os.path.join(dirpath, d))
+                    rel_dirs.add(rel_dir + d)
                 for f in sorted(filenames):
                     ext = os.path.splitext(f)[1].lower()
                     if ext not in _ALL_EXTS:
                         continue
                     full = os.path.join(dirpath, f)
-                    by_name.setdefault(f.lower(), full)
+                    rel_files.add(rel_dir + f)
+                    by_name.setdefault(f.lower(), []).append(full)
                     by_stem.setdefault(os.path.splitext(f)[0].lower(), []).append(full)
                     n += 1
                 if n > _MAX_INDEX_FILES:
+                    truncated = True
                     break
         self._by_name, self._by_stem, self._dirs = by_name, by_stem, dirs
+        self._rel_files, self._rel_dirs, self._truncated = rel_files, rel_dirs, truncated
 
 
 # --- readers -------------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ def dfew(ctx: Context):
             meta["label"] = label
         if split:
             meta["split"] = split
-        video = ctx.locator.by_name(sid, str(n), f"Clip/original/{sid}", f"Clip/clip_224x224/{sid}", allow_dir=True)
+        video = ctx.locator.by_name(sid, str(n), f"Clip/original/{sid}", f"Clip/clip_224x224/{sid}", allow_dir=True, default_ext=".mp4")
         yield AffectSample(
             id=sid, source=ctx.spec.name, task="mer" if emotion else None, video=video, emotion=emotion,
             candidates={"mer": list(DFEW_EMOTIONS)} if emotion else {}, meta=meta,

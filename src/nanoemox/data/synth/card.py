@@ -42,7 +42,7 @@ def _proba(model, X: np.ndarray) -> np.ndarray:
     return out
 
 
-def _fit_predict(face: np.ndarray, voice: np.ndarray, lex: np.ndarray, rate: np.ndarray, y: np.ndarray,
+def _fit_predict(face: np.ndarray, voice: np.ndarray, lex: np.ndarray, y: np.ndarray,
                  train: np.ndarray, test: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
@@ -66,11 +66,9 @@ def _fit_predict(face: np.ndarray, voice: np.ndarray, lex: np.ndarray, rate: np.
     else:
         for m, X in (("face", face), ("voice", voice)):
             meta_train[:, col[m]] = _proba(_lr().fit(X[train], y[train]), X[train])
-    # the joint probe also sees the speaking rate (words per voiced second: text and voice together)
-    joint = np.concatenate([voice, rate], 1)
-    meta_train = np.concatenate([meta_train, lex[train], joint[train]], 1)
-    meta_test = np.concatenate([probs_test["face"], probs_test["voice"], lex[test], joint[test]], 1)
-    stack = _lr(C=1.0).fit(meta_train, y[train])
+    meta_train = np.concatenate([meta_train, lex[train]], 1)
+    meta_test = np.concatenate([probs_test["face"], probs_test["voice"], lex[test]], 1)
+    stack = LogisticRegression(C=1.0, max_iter=3000).fit(meta_train, y[train])
     preds["all"] = stack.predict(meta_test)
     return preds
 
@@ -92,14 +90,13 @@ def _run_probes(records, features, lexicon, splits, seed) -> dict[str, Any]:
     voice = np.stack([f["voice"] for f in features])
     lex_pred = np.array(lexicon)
     lex = _onehot(lexicon)
-    rate = np.stack([f["rate"] for f in features])
     idx = np.arange(len(records))
     is_test = np.array([splits[r["id"]] == "test" for r in records])
     out_pred = {m: np.empty(len(records), dtype=object) for m in ("face", "voice", "all")}
     if is_test.sum() >= MIN_TEST:
         protocol = "fit on train+val, scored on test"
         scored = idx[is_test]
-        p = _fit_predict(face, voice, lex, rate, y, idx[~is_test], scored, seed)
+        p = _fit_predict(face, voice, lex, y, idx[~is_test], scored, seed)
         for m in out_pred:
             out_pred[m][scored] = p[m]
     else:
@@ -107,7 +104,7 @@ def _run_probes(records, features, lexicon, splits, seed) -> dict[str, Any]:
         protocol = f"{k}-fold cross-validation over all samples (test split under {MIN_TEST})"
         scored = idx
         for a, b in StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(idx, y):
-            p = _fit_predict(face, voice, lex, rate, y, a, b, seed)
+            p = _fit_predict(face, voice, lex, y, a, b, seed)
             for m in out_pred:
                 out_pred[m][b] = p[m]
     acc = {

@@ -122,8 +122,6 @@ def generate_sample(job: Job) -> dict[str, Any]:
     ).to_dict()
     features, stats = read_back(Path(job.out_dir) / rel)
     stats["lexicon"] = text.lexicon_predict(words)
-    # speaking rate needs the words (text) and the voiced time (voice): a feature for the joint probe only
-    features["rate"] = np.array([len(words.split()) / max(float(features["voice"][10]), 0.1)], np.float32)
     return {"record": record, "features": features, "stats": stats}
 
 

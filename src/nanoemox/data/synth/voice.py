@@ -140,7 +140,7 @@ def prosody_features(audio: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
     """Simple voice-only probe features: pitch level/spread/slope, loudness, pauses, tremor, rate."""
     frame, hop = int(0.04 * sr), int(0.02 * sr)
     if len(audio) < frame:
-        return np.zeros(12, np.float32)
+        return np.zeros(13, np.float32)
     idx = np.arange(0, len(audio) - frame, hop)
     frames = np.stack([audio[i:i + frame] for i in idx])
     rms = np.sqrt(np.mean(frames**2, axis=1)) + 1e-8
@@ -154,10 +154,14 @@ def prosody_features(audio: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
     env_mod = np.std(np.diff(db[voiced])) if voiced.sum() > 2 else 0.0
     onsets = np.sum(np.diff(voiced.astype(int)) == 1)
     dur = voiced.sum() * hop / sr
+    spec = np.abs(np.fft.rfft(frames[voiced] * np.hanning(frame), axis=1))
+    freqs = np.fft.rfftfreq(frame, 1.0 / sr)
+    centroid = float(np.mean((spec * freqs).sum(1) / (spec.sum(1) + 1e-8))) if voiced.any() else 0.0
+    q10, q50, q90 = np.percentile(lf0, [10, 50, 90])
     return np.array([
-        np.mean(lf0), np.std(lf0), np.percentile(lf0, 90) - np.percentile(lf0, 10), slope,
+        q50, np.std(lf0), q90 - q10, slope,
         20 * np.log10(np.mean(vr) + 1e-8), 20 * np.log10(np.max(rms)), np.std(db[voiced]),
-        voiced.mean(), onsets / max(dur, 1e-3), env_mod, dur, len(audio) / sr,
+        voiced.mean(), onsets / max(dur, 1e-3), env_mod, dur, len(audio) / sr, np.log(centroid + 1.0),
     ], np.float32)
 
 
@@ -171,4 +175,4 @@ def _f0(x: np.ndarray, sr: int, fmin: float = 60.0, fmax: float = 500.0) -> floa
     if hi <= lo:
         return 0.0
     lag = lo + int(np.argmax(ac[lo:hi]))
-    return sr / lag if ac[lag] / ac[0] > 0.3 else 0.0
+    return sr / lag if ac[lag] / ac[0] > 0.5 else 0.0
