@@ -236,7 +236,7 @@ def test_media_from_arrays(astronaut, face_frames, speech):
     assert one.frames.shape == (8, 224, 224, 3) and one.frames_repeated == 7 and one.face_mask.all() and one.audio is None
     seq = media_from_arrays(face_frames, speech, SR, fps=FPS)
     assert seq.frames_repeated == 0 and seq.face_mask.sum() >= 7
-    assert seq.frame_times[0] == pytest.approx(0.08) and seq.duration_s == pytest.approx(len(speech) / SR)
+    assert seq.frame_times[0] == pytest.approx(0.04) and seq.duration_s == pytest.approx(len(speech) / SR)
     assert np.array_equal(seq.audio, speech)
     # another rate, stereo, int16
     st = (np.stack([speech, speech]).T * 32767).astype(np.int16)  # (N, 2)
@@ -320,10 +320,12 @@ def test_rotated_video_is_turned_upright(tmp_path):
                 out.mux(p)
         for p in vs.encode():
             out.mux(p)
-    m = load_media(path, MediaConfig(frame_size=64, frame_fit="crop", detect_faces=False))
+    m = load_media(path, MediaConfig(frame_size=64, detect_faces=False))
     f = m.frames[0].astype(int)
-    # rotated 90 degrees counter-clockwise: the left stripe ends up at the bottom
-    assert f[-6:].mean() > 200 and f[:20].mean() < 30
+    # turned 90 degrees counter-clockwise into a 32x64 portrait (letterboxed: bars left and right),
+    # the left stripe ends up along the bottom
+    assert f[:, :12].max() < 30 and f[:, -12:].max() < 30
+    assert f[-6:, 20:44].mean() > 200 and f[:40, 20:44].mean() < 30
 
 
 # --- warnings, not errors ---------------------------------------------------------------------------

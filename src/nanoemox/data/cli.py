@@ -108,31 +108,42 @@ def inspect_command(args) -> int:
 
 
 class _InspectTable:
-    def __init__(self):
-        from rich.table import Table
+    """A rich table; paths are shown relative to the inputs' common folder (named in the caption)."""
 
-        self.table = Table(title="nanoemox inspect", show_lines=False)
-        for col, kw in (("file", {"overflow": "fold", "ratio": 3}), ("ok", {}), ("dur s", {"justify": "right"}), ("video", {}), ("audio", {}), ("faces", {"justify": "right"}), ("notes", {})):
-            self.table.add_column(col, **kw)
-        self.n_ok = self.n = 0
+    def __init__(self):
+        self.rows: list[dict] = []
 
     def add(self, r: dict) -> None:
-        self.n += 1
-        self.n_ok += bool(r["ok"])
-        v, a, f = r.get("video"), r.get("audio"), r.get("faces")
-        video = f"{v['width']}x{v['height']} {v.get('codec') or ''} {v['fps'] or '-'} fps" if v else "-"
-        audio = f"{a.get('codec') or ''} {a['seconds']:.2f} s" if a else "-"
-        faces = f"{f['frames_with_face']}/{f['frames']}" if f else "-"
-        notes = r["error"] if not r["ok"] else "; ".join(r["warnings"])
-        dur = f"{r['duration_s']:.2f}" if r.get("duration_s") is not None else "-"
-        self.table.add_row(r["path"], "[green]yes[/green]" if r["ok"] else "[red]NO[/red]", dur, video, audio, faces, notes)
+        self.rows.append(r)
 
     def print(self) -> None:
         from rich.console import Console
+        from rich.table import Table
 
+        paths = [os.path.abspath(r["path"]) for r in self.rows]
+        try:
+            common = os.path.commonpath([os.path.dirname(p) for p in paths]) if paths else ""
+        except ValueError:
+            common = ""
+        table = Table(title="nanoemox inspect", caption=f"paths relative to {common}" if common else None)
+        for col, kw in (("file", {"overflow": "fold"}), ("ok", {}), ("dur s", {"justify": "right"}), ("video", {}), ("audio", {}),
+                        ("faces", {"justify": "right"}), ("notes", {})):
+            table.add_column(col, **kw)
+        n_ok = 0
+        for r, p in zip(self.rows, paths):
+            n_ok += bool(r["ok"])
+            v, a, f = r.get("video"), r.get("audio"), r.get("faces")
+            video = f"{v['width']}x{v['height']} {v.get('codec') or ''} {v['fps'] or '-'} fps" if v else "-"
+            audio = f"{a.get('codec') or ''} {a['seconds']:.2f} s" if a else "-"
+            faces = f"{f['frames_with_face']}/{f['frames']}" if f else "-"
+            notes = r["error"] if not r["ok"] else "; ".join(r["warnings"])
+            dur = f"{r['duration_s']:.2f}" if r.get("duration_s") is not None else "-"
+            name = os.path.relpath(p, common) if common else r["path"]
+            table.add_row(name, "[green]yes[/green]" if r["ok"] else "[red]NO[/red]", dur, video, audio, faces, notes)
         console = Console()
-        console.print(self.table)
-        console.print(f"{self.n_ok} of {self.n} files decoded" + ("" if self.n_ok == self.n else f", {self.n - self.n_ok} failed"))
+        console.print(table)
+        n = len(self.rows)
+        console.print(f"{n_ok} of {n} files decoded" + ("" if n_ok == n else f", {n - n_ok} failed"))
 
 
 # --- data ----------------------------------------------------------------------------------------

@@ -391,6 +391,14 @@ def _codec_ok(stream) -> tuple[bool, str]:
     return True, name
 
 
+def _codec_name(ctx) -> str:
+    """The codec's canonical name ("mp3", not the decoder's "mp3float")."""
+    try:
+        return ctx.codec.canonical_name or ctx.name
+    except Exception:
+        return ctx.name
+
+
 def _load_av(p: Path, cfg: MediaConfig, head: bytes) -> MediaInput:
     import av
 
@@ -486,7 +494,7 @@ def _decode_container(container, p: Path, cfg: MediaConfig, head: bytes) -> Medi
         fps = _fraction_float(vs.average_rate) or _fraction_float(vs.guessed_rate) or _fraction_float(vs.base_rate)
         vdur = _stream_duration(vs)
         info["video"] = {
-            "codec": ctx.name,
+            "codec": _codec_name(ctx),
             "width": w,
             "height": h,
             "fps": fps,
@@ -498,7 +506,7 @@ def _decode_container(container, p: Path, cfg: MediaConfig, head: bytes) -> Medi
         actx = as_.codec_context
         adur = _stream_duration(as_)
         info["audio"] = {
-            "codec": actx.name,
+            "codec": _codec_name(actx),
             "sample_rate": int(actx.sample_rate or 0) or None,
             "channels": int(getattr(actx, "channels", 0) or (actx.layout.nb_channels if actx.layout else 0)) or None,
             "layout": actx.layout.name if actx.layout else None,
@@ -541,10 +549,7 @@ def _decode_container(container, p: Path, cfg: MediaConfig, head: bytes) -> Medi
     if vs is not None:
         chosen = res["chosen"]
         if chosen is None:
-            if as_ is None or res["audio"] is None:
-                raise MediaError(spath, f"corrupt or truncated: no video frame could be decoded{_err_suffix(res)}")
-            warnings.append(f"video stream produced no frames{_err_suffix(res)}; using the audio only")
-            info["video"]["frames_decoded"] = 0
+            raise MediaError(spath, f"corrupt or truncated: no video frame could be decoded{_err_suffix(res)}")
         else:
             info["video"]["frames_decoded"] = res["n_video"]
             expected = v_span
@@ -563,14 +568,14 @@ def _decode_container(container, p: Path, cfg: MediaConfig, head: bytes) -> Medi
     if as_ is not None:
         wav = res["audio"]
         if wav is None or wav.size == 0:
-            if out.frames is None:
+            if out.frames is None or res["errors"]:
                 raise MediaError(spath, f"corrupt or truncated: no audio could be decoded{_err_suffix(res)}")
-            warnings.append(f"audio stream produced no samples{_err_suffix(res)}; using the video only")
+            warnings.append("audio stream holds no samples; using the video only")
             info["audio"]["decoded"] = False
         else:
             adur_decl = info["audio"]["duration_s"] or (cdur if vs is None else None)
-            if vs is None and adur_decl:
-                w = _check_truncated(spath, min(adur_decl, cfg.max_seconds), len(wav) / cfg.sample_rate, None, capped or res["capped"], res)
+            if adur_decl:
+                w = _check_truncated(spath, min(adur_decl, cfg.max_seconds), len(wav) / cfg.sample_rate, None, capped or res["capped"], res, warn=vs is None)
                 if w:
                     warnings.append(w)
             _finish_audio(out, wav, cfg)
