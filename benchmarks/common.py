@@ -159,7 +159,7 @@ def append_report(out: Path, tables: list[Table], preset: str, command: str, ela
         f"- harness wall time: {elapsed_s:.0f} s (for planning only; every figure below is a ratio or a count)",
         "",
     ]
-    text = "\n".join(head) + "\n".join(t.markdown() + "\n" for t in tables)
+    text = "\n".join(head) + "\n" + "\n".join(t.markdown() for t in tables) + "\n"
     out = Path(out)
     prefix = "" if not out.exists() or out.read_text().endswith("\n\n") else "\n"
     with open(out, "a", encoding="utf-8") as f:

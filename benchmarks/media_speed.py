@@ -80,6 +80,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", default=None, help="where to write the test clips (default: a temp folder)")
     ap.add_argument("--no-skip-nonref", action="store_true", help="decode every frame (MediaConfig.skip_nonref=False)")
+    ap.add_argument("--no-faces", action="store_true", help="skip face detection (MediaConfig.detect_faces=False)")
     args = ap.parse_args(argv)
 
     from nanoemox.data.media import MediaConfig, load_media
@@ -87,7 +88,7 @@ def main(argv=None) -> int:
     out = Path(args.out or tempfile.mkdtemp(prefix="nanoemox-bench-"))
     out.mkdir(parents=True, exist_ok=True)
     files = [Path(f) for f in args.files] or make_clips(out)
-    cfg = MediaConfig(skip_nonref=not args.no_skip_nonref)
+    cfg = MediaConfig(skip_nonref=not args.no_skip_nonref, detect_faces=not args.no_faces)
     load_media(files[0], cfg)  # warm up: imports, detector
     print(f"{'clip':18s} {'decode-only':>12s} {'load_media':>11s} {'ratio':>6s}  faces")
     ratios = []

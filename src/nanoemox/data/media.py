@@ -7,8 +7,9 @@
   picture is kept, scaled to fit, centred on black bars (nothing is cropped away, so an off-centre
   speaker is never cut out). `frame_fit="crop"` centre-crops instead.
 - faces: one face track per clip. The largest face is found in the middle frame (else in the
-  first-quarter, third-quarter or next frame, at most 4 whole-frame searches), then followed frame
-  to frame, both ways, inside a small window around its last position. Frames where the tracked face is not found are marked
+  first-quarter, third-quarter or next frame, at most 4 whole-frame searches, each a cheap search
+  for large faces first), then followed frame to frame, both ways, inside a small window around
+  its last position. Frames where the tracked face is not found are marked
   (`face_mask` False, zero crop): no face is invented and no other person's face is substituted.
 - audio: the whole decoded track as 16 kHz mono float32 (capped at `max_seconds`), plus
   `n_clips` clips of `clip_seconds` each. A track longer than `n_clips * clip_seconds` gets clips
@@ -35,6 +36,7 @@ import dataclasses
 import logging
 import math
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -215,7 +217,10 @@ def media_from_arrays(
     images: list[np.ndarray] = []
     idx = np.zeros(0, dtype=int)
     if frames is not None:
-        arr = frames if isinstance(frames, np.ndarray) else np.stack([np.asarray(f) for f in frames])
+        try:
+            arr = frames if isinstance(frames, np.ndarray) else np.stack([np.asarray(f) for f in frames])
+        except ValueError as e:
+            raise MediaError(path or "<arrays>", f"frames of different shapes ({e})") from None
         arr = _as_uint8_rgb(arr, path or "<arrays>")
         if arr.ndim == 3:  # one picture
             arr = arr[None]
@@ -286,6 +291,8 @@ def _read_picture(p: Path, cfg: MediaConfig) -> np.ndarray:
     spath = str(p)
     try:
         img = Image.open(p)
+    except Image.DecompressionBombError as e:
+        raise MediaError(spath, f"resolution above max_pixels ({e})") from None
     except Exception as e:  # PIL raises UnidentifiedImageError, OSError, SyntaxError...
         raise MediaError(spath, f"not a readable image ({type(e).__name__}: {e})") from None
     with img:
@@ -811,6 +818,8 @@ def _decode_linear(container, vs, as_, v_start: float, v_span: float | None, cfg
     def video_frames(frames):
         nonlocal v_done
         for fr in frames:
+            if res["n_video"] == 0 and fr.width * fr.height > cfg.max_pixels:  # streams that declare no size
+                raise MediaError(spath, f"resolution {fr.width}x{fr.height} is above max_pixels ({cfg.max_pixels})")
             t = picker.add(fr)
             res["video_end"] = t
             res["n_video"] += 1
@@ -972,10 +981,11 @@ def _to_work(frame) -> np.ndarray:
     w, h = frame.width, frame.height
     s = min(1.0, _WORK_SIDE / float(max(w, h)))
     tw, th = max(2, int(round(w * s))), max(2, int(round(h * s)))
-    if s < 1.0:
-        img = frame.reformat(width=tw, height=th, format="rgb24", interpolation="AREA").to_ndarray()
+    ref = _reformatter()  # one per thread: keeps its swscale context between frames
+    if s < 1.0:  # bilinear: swscale widens the filter when shrinking
+        img = ref.reformat(frame, width=tw, height=th, format="rgb24", interpolation="BILINEAR").to_ndarray()
     else:
-        img = frame.to_ndarray(format="rgb24")
+        img = ref.reformat(frame, format="rgb24").to_ndarray()
     rot = 0
     try:
         rot = int(round((frame.rotation or 0) / 90.0)) % 4
@@ -984,6 +994,18 @@ def _to_work(frame) -> np.ndarray:
     if rot:
         img = np.rot90(img, k=rot)
     return np.ascontiguousarray(img)
+
+
+_TLS = threading.local()
+
+
+def _reformatter():
+    r = getattr(_TLS, "reformatter", None)
+    if r is None:
+        from av.video.reformatter import VideoReformatter
+
+        r = _TLS.reformatter = VideoReformatter()
+    return r
 
 
 def fit_frame(img: np.ndarray, size: int, mode: str = "letterbox") -> np.ndarray:
@@ -1031,10 +1053,12 @@ def _finish_video(out: MediaInput, images: list[np.ndarray], index: list[int], c
 
 def track_faces(images: Sequence[np.ndarray], detector, max_full: int = 4) -> list[FaceBox | None]:
     """One face track over a frame sequence (see the module docstring): returns a box or None
-    per image. The anchor is the largest face in the first frame, in the order middle, first
-    quarter, third quarter, then nearest the middle, that has one when searched whole (at most
-    `max_full` frames are searched whole: a full search costs ~10x a window search). From the
-    anchor the face is followed both ways inside a window around its last tracked position."""
+    per image.
+
+    Anchor: frames are tried in the order middle, first quarter, third quarter, then nearest the
+    middle (at most `max_full` of them), each searched coarse to fine (`_anchor_search`). The
+    anchor is the largest face found. From it the face is followed both ways, each frame
+    searched only in a window around the last tracked position."""
     n = len(images)
     boxes: list[FaceBox | None] = [None] * n
     if n == 0:
@@ -1046,10 +1070,10 @@ def track_faces(images: Sequence[np.ndarray], detector, max_full: int = 4) -> li
             order.append(i)
     anchor = None
     for i in order[: max(1, max_full)]:
-        found = detector.detect(images[i])
-        if found:
+        found = _anchor_search(images[i], detector)
+        if found is not None:
             anchor = i
-            boxes[i] = found[0]
+            boxes[i] = found
             break
     if anchor is None:
         return boxes
@@ -1065,10 +1089,28 @@ def track_faces(images: Sequence[np.ndarray], detector, max_full: int = 4) -> li
     return boxes
 
 
-def _redetect(img: np.ndarray, ref: FaceBox, detector) -> FaceBox | None:
-    """Find the tracked face near `ref`: a search window of 3.5x its size, faces 0.7-1.45x its
+def _anchor_search(img: np.ndarray, detector) -> FaceBox | None:
+    """The largest face in a whole frame, searched coarse to fine: faces of at least a third, then
+    a sixth of the short side (each level costs about a quarter of the next), a coarse hit being
+    confirmed by a strict search around it; then the detector's full range."""
+    short = min(img.shape[:2])
+    for div in (3.0, 6.0):
+        try:
+            coarse = detector.detect(img, min_face=short / div)
+        except TypeError:  # a detector without the search-range keywords: one plain search
+            break
+        if coarse:
+            confirmed = _redetect(img, coarse[0], detector, strict=True)
+            if confirmed is not None:
+                return confirmed
+    found = detector.detect(img)
+    return found[0] if found else None
+
+
+def _redetect(img: np.ndarray, ref: FaceBox, detector, strict: bool = False) -> FaceBox | None:
+    """Find the tracked face near `ref`: a search window of 3.5x its size, faces 0.55-1.45x its
     size (small faces enlarged up to 2x), a lower grouping threshold than a full search (the
-    window already rules most false hits out)."""
+    window already rules most false hits out) unless `strict`."""
     H, W = img.shape[:2]
     side = max(ref.w, ref.h)
     cx, cy = ref.center
@@ -1079,7 +1121,7 @@ def _redetect(img: np.ndarray, ref: FaceBox, detector) -> FaceBox | None:
         return None
     roi = img[y0:y1, x0:x1]
     try:
-        found = detector.detect(roi, min_face=0.7 * side, max_face=1.45 * side, min_neighbors=3, scale_factor=1.1, max_upscale=2.0)
+        found = detector.detect(roi, min_face=0.55 * side, max_face=1.45 * side, min_neighbors=5 if strict else 3, scale_factor=1.1, max_upscale=2.0)
     except TypeError:  # a detector without the search-range keywords
         found = detector.detect(roi)
     if not found:

@@ -164,7 +164,7 @@ class NanoEmoXProcessor:
     def example(self, sample, task: str, media=None, allowed: Iterable[str] = ALL_MODALITIES, with_answer: bool = True, encoder_outputs=None) -> Example:
         """Build one Example from an AffectSample (media decoded already, or cached encoder outputs)."""
         if encoder_outputs is not None:
-            modalities = frozenset(_modalities_from_encoded(encoder_outputs)) & frozenset(allowed)
+            modalities = frozenset(modalities_from_encoded(encoder_outputs)) & frozenset(allowed)
         else:
             modalities = self.present_modalities(media, allowed)
         cands = (sample.candidates or {}).get(task)
@@ -205,13 +205,14 @@ class NanoEmoXProcessor:
         return batch
 
 
-def _modalities_from_encoded(enc: dict[str, torch.Tensor]) -> set[str]:
+def modalities_from_encoded(enc: dict[str, torch.Tensor]) -> set[str]:
+    """Modalities a sample has, read from its (cached) encoder-output masks."""
     have = set()
-    if "frame_cls" in enc:
+    if "frame_mask" in enc and bool(enc["frame_mask"].any()):
         have.add("frame")
-    if "audio_clip" in enc and bool(enc["audio_mask"].any()):
+    if "audio_mask" in enc and bool(enc["audio_mask"].any()):
         have.add("audio")
-    if "face" in enc and bool(enc["face_mask"].any()):
+    if "face_mask" in enc and bool(enc["face_mask"].any()):
         have.add("face")
     if {"frame", "audio"} <= have:
         have.add("multi")

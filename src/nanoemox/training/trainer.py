@@ -23,7 +23,7 @@ from ..data.schema import read_manifest
 from ..errors import ConfigError, NanoEmoXError
 from ..modeling.modeling_nanoemox import EncoderOutputs, NanoEmoXForConditionalGeneration
 from ..modeling.presets import get_preset
-from ..modeling.processing import Example, NanoEmoXProcessor, keep_encoded, stack_tensors
+from ..modeling.processing import Example, NanoEmoXProcessor, keep_encoded, modalities_from_encoded, stack_tensors
 from ..prompts import target_text
 from ..storage import append_line, atomic_path, atomic_write_json
 from .prepared import ENCODERS, PreparedData
@@ -114,7 +114,7 @@ class CurriculumTrainer:
             m = phase.mixture[entry]
             item = self.prepared.items[sid]
             s = samples_by_id[sid]
-            mods = _present(item.encoded) & set(m.modalities)
+            mods = modalities_from_encoded(item.encoded) & set(m.modalities)
             ids, labels = self.processor.tokenize(m.task, mods, s.transcript, s.history, (s.candidates or {}).get(m.task), target_text(m.task, s))
             exs.append(Example(input_ids=ids, labels=labels, id=sid, task=m.task, modalities=frozenset(mods)))
             encs.append(keep_encoded(self.prepared.encoder_outputs(sid, frozen), mods))
@@ -351,19 +351,6 @@ def _lr_lambda(phase: PhaseSpec):
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return f
-
-
-def _present(encoded: dict[str, torch.Tensor]) -> set[str]:
-    have = set()
-    if "frame_mask" in encoded:
-        have.add("frame")
-    if "audio_mask" in encoded and bool(encoded["audio_mask"].any()):
-        have.add("audio")
-    if "face_mask" in encoded and bool(encoded["face_mask"].any()):
-        have.add("face")
-    if {"frame", "audio"} <= have:
-        have.add("multi")
-    return have
 
 
 def _media_needed(key: str, mods: set[str]) -> bool:

@@ -108,8 +108,9 @@ def generate_corpus(
         else:
             import multiprocessing as mp
 
-            # fork where available: cheap start and no re-import of the caller's __main__
-            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+            # spawn, not fork: a forked child inherits the parent's OpenCV / BLAS thread pools in
+            # whatever state they were in and can deadlock (seen under pytest)
+            ctx = mp.get_context("spawn")
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
                 futures = [pool.submit(_run, job) for job in jobs]
                 for fut in as_completed(futures):
