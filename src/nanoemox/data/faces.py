@@ -136,6 +136,7 @@ class HaarFaceDetector:
 
     name = "haar"
     window = 24
+    confident_score = 5.0  # level weight above which a hit needs no second look (false hits score ~1-3.5)
 
     def __init__(
         self,
@@ -168,17 +169,22 @@ class HaarFaceDetector:
         min_neighbors: int | None = None,
         scale_factor: float | None = None,
         max_upscale: float = 1.0,
+        scale: float | None = None,
     ) -> list[FaceBox]:
         """Faces in an RGB image, largest first. `min_face` / `max_face`: face size range in
         input pixels (default: from a 14th of the short side up); `min_neighbors` / `scale_factor`
         override the cascade's grouping threshold and pyramid step; `max_upscale` lets a small
-        image be enlarged so that `min_face` reaches the cascade window."""
+        image be enlarged so that `min_face` reaches the cascade window; `scale` fixes the search
+        image's scale instead (faces smaller than the window at that scale are not found)."""
         cv2 = self._cv2
         rgb = _check_image(rgb)
         h, w = rgb.shape[:2]
         if min(h, w) < 12:
             return []
-        scale, min_face = _search_scale((h, w), min_face, self.window, self.max_side, max_upscale)
+        if scale is not None:
+            min_face = float(min_face) if min_face is not None else self.window / scale
+        else:
+            scale, min_face = _search_scale((h, w), min_face, self.window, self.max_side, max_upscale)
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         if scale != 1.0:
             interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
@@ -317,6 +323,7 @@ class MTCNNFaceDetector:
 
     name = "mtcnn"
     window = 12
+    confident_score = 0.999
 
     def __init__(self, thresholds: Sequence[float] = (0.6, 0.7, 0.8), factor: float = 0.709, max_side: int = 640, rel_score: float = 0.0) -> None:
         weights = _mtcnn_weights_dir()
@@ -341,6 +348,7 @@ class MTCNNFaceDetector:
         min_neighbors: int | None = None,
         scale_factor: float | None = None,
         max_upscale: float = 1.0,
+        scale: float | None = None,
     ) -> list[FaceBox]:
         import torch
 

@@ -1092,7 +1092,8 @@ def track_faces(images: Sequence[np.ndarray], detector, max_full: int = 4) -> li
 def _anchor_search(img: np.ndarray, detector) -> FaceBox | None:
     """The largest face in a whole frame, searched coarse to fine: faces of at least a third, then
     a sixth of the short side (each level costs about a quarter of the next), a coarse hit being
-    confirmed by a strict search around it; then the detector's full range."""
+    confirmed by a strict search around it unless its score is high (the detector's
+    `confident_score`); then the detector's full range."""
     short = min(img.shape[:2])
     for div in (3.0, 6.0):
         try:
@@ -1100,6 +1101,8 @@ def _anchor_search(img: np.ndarray, detector) -> FaceBox | None:
         except TypeError:  # a detector without the search-range keywords: one plain search
             break
         if coarse:
+            if coarse[0].score >= getattr(detector, "confident_score", math.inf):
+                return coarse[0]
             confirmed = _redetect(img, coarse[0], detector, strict=True)
             if confirmed is not None:
                 return confirmed
@@ -1108,20 +1111,21 @@ def _anchor_search(img: np.ndarray, detector) -> FaceBox | None:
 
 
 def _redetect(img: np.ndarray, ref: FaceBox, detector, strict: bool = False) -> FaceBox | None:
-    """Find the tracked face near `ref`: a search window of 3.5x its size, faces 0.55-1.45x its
-    size (small faces enlarged up to 2x), a lower grouping threshold than a full search (the
+    """Find the tracked face near `ref`: a search window of 3x its size, scaled so the face is
+    about 52 px, faces 0.55-1.45x its size, a lower grouping threshold than a full search (the
     window already rules most false hits out) unless `strict`."""
     H, W = img.shape[:2]
     side = max(ref.w, ref.h)
     cx, cy = ref.center
-    half = 1.75 * side
+    half = 1.5 * side
     x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
     x1, y1 = min(W, int(cx + half)), min(H, int(cy + half))
     if x1 - x0 < 12 or y1 - y0 < 12:
         return None
     roi = img[y0:y1, x0:x1]
     try:
-        found = detector.detect(roi, min_face=0.55 * side, max_face=1.45 * side, min_neighbors=5 if strict else 3, scale_factor=1.1, max_upscale=2.0)
+        found = detector.detect(roi, min_face=0.55 * side, max_face=1.45 * side, min_neighbors=5 if strict else 3, scale_factor=1.1,
+                                scale=min(2.0, 52.0 / side))  # the tracked face at ~52 px
     except TypeError:  # a detector without the search-range keywords
         found = detector.detect(roi)
     if not found:

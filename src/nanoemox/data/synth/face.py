@@ -53,7 +53,7 @@ EXPRESSIONS: dict[str, Expression] = {
 # Clue phrases for what each expression draws; the extras are drawn only at strong intensity.
 FACE_CLUES: dict[str, tuple[str, ...]] = {
     "neutral": ("a relaxed face", "a closed, straight mouth"),
-    "happy": ("a broad smile showing teeth", "crinkled, narrowed eyes"),
+    "happy": ("a broad smile showing teeth", "smiling, crinkled eyes"),
     "sad": ("drooping mouth corners", "raised inner brows", "half-closed eyes"),
     "angry": ("furrowed brows", "narrowed eyes", "bared, clenched teeth"),
     "fear": ("wide-open eyes", "raised, drawn-together brows", "a stretched open mouth"),
