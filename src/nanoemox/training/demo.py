@@ -25,30 +25,47 @@ GATES = {
 }
 
 
-def _key(recipe: str, n: int | None, overrides: list[str]) -> str:
+def _key(recipe: str, n: int | None, overrides: list[str], text_only: bool) -> str:
     from .recipe import recipe_path
 
     h = hashlib.sha1(recipe_path(recipe).read_bytes())
-    h.update(json.dumps([n, sorted(overrides), __version__]).encode())
+    h.update(json.dumps([n, sorted(overrides), __version__] + (["text-only"] if text_only else [])).encode())
     return h.hexdigest()[:12]
 
 
-def run_demo(quick: bool = False, as_json: bool = False, retrain: bool = False, recipe: str | None = None, n: int | None = None, progress: bool = True, overrides: list[str] | None = None) -> int:
+def _strip_media(src: Path, dst: Path) -> None:
+    """The text-only ablation: the same samples with every media path removed."""
+    import dataclasses
+
+    from ..data.schema import read_manifest, write_manifest
+
+    for split in ("train", "val", "test"):
+        samples = read_manifest(src / f"{split}.jsonl", resolve_media=False)
+        write_manifest(dst / f"{split}.jsonl", [dataclasses.replace(s, video=None, audio=None, image=None) for s in samples])
+
+
+def run_demo(quick: bool = False, as_json: bool = False, retrain: bool = False, recipe: str | None = None, n: int | None = None, progress: bool = True, overrides: list[str] | None = None, text_only: bool = False) -> int:
     from rich.console import Console
 
     overrides = list(overrides or [])
     recipe = recipe or ("tiny" if quick else "demo")
     console = Console(stderr=True)
-    key = _key(recipe, n, overrides)
+    key = _key(recipe, n, overrides, text_only)
     root = cache_dir() / "demo" / f"{recipe}-{key}"
-    model_dir = cache_dir() / "models" / ("demo-small" if recipe == "demo" and not overrides and n is None else f"demo-{recipe}-{key}")
+    default = recipe == "demo" and not overrides and n is None and not text_only
+    model_dir = cache_dir() / "models" / ("demo-small" if default else f"demo-{recipe}{'-textonly' if text_only else ''}-{key}")
     marker = model_dir / "demo.json"
     t0 = time.time()
     cached = marker.is_file() and json.loads(marker.read_text()).get("key") == key and not retrain
     from .cli import prepare_recipe
 
-    rec = prepare_recipe(recipe, root, str(root / "data"), overrides, progress=progress, n=n)
-    test_manifest = root / "data" / "test.jsonl"
+    data_dir = root / "data"
+    if text_only:  # generate (or reuse) the corpus, then train and test on its text alone
+        prepare_recipe(recipe, root, str(data_dir), overrides, progress=progress, n=n)
+        data_dir = root / "data-text"
+        _strip_media(root / "data", data_dir)
+    rec = prepare_recipe(recipe, root, str(data_dir), overrides, progress=progress, n=n)
+    test_manifest = data_dir / "test.jsonl"
     train_seconds = None
     if cached:
         console.print(f"[green]using the cached demo model[/green] {model_dir} (--retrain to train again)")
@@ -118,7 +135,7 @@ def _analyse_example(model_dir: Path, test_manifest: Path, console) -> None:
     sample = read_manifest(test_manifest)[0]
     analyzer = Analyzer.from_pretrained(model_dir)
     result = analyzer.analyze(sample.media_path(), transcript=sample.transcript, history=sample.history, tasks="all")
-    console.print(f"\n[bold]example clip[/bold] {sample.media_path()}")
+    console.print(f"\n[bold]example clip[/bold] {sample.media_path() or '(text only)'}")
     console.print(f'transcript: "{sample.transcript}"   gold emotion: {sample.emotion}, intent: {sample.intent}')
     for task, r in result.results.items():
         console.print(f"  [cyan]{task:6}[/cyan] {r.raw}")
