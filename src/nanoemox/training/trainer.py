@@ -223,6 +223,7 @@ class CurriculumTrainer:
         bar = tqdm(total=phase.steps, initial=start, desc=f"phase {phase.name}", disable=not self.progress, dynamic_ncols=True)
         model.train()
         t_last, n_last = time.time(), 0
+        warned_idle = False
         for step in range(start, phase.steps):
             plan = self.batch_plan(index, phase, step, pools)[rank * per_rank : (rank + 1) * per_rank]
             total = 0.0
@@ -239,7 +240,11 @@ class CurriculumTrainer:
                         f"phase {phase.name} step {step}: loss is {loss.item()} (NaN/inf); stopped. The last good checkpoint is {ckpt} "
                         f"(resume with a lower lr, e.g. phases.{phase.name}.lr={phase.lr / 10:g})"
                     )
-                acc.backward(loss)
+                if loss.requires_grad:
+                    acc.backward(loss)
+                elif not warned_idle:  # e.g. the text-only ablation in an adapter-only phase
+                    warned_idle = True
+                    log.warning("phase %s: no trainable part takes part in these batches (missing modalities?); its steps change nothing", phase.name)
                 total += loss.detach().float().item()
             grad_norm = acc.clip_grad_norm_(params, phase.max_grad_norm) if phase.max_grad_norm > 0 else None
             if grad_norm is not None and not torch.isfinite(torch.as_tensor(grad_norm)):
