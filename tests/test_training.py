@@ -155,3 +155,26 @@ def test_bad_recipe_errors_are_one_line(tmp_path):
     assert r.stderr.strip().startswith("error:") and "unknown dataset 'nope'" in r.stderr and "Traceback" not in r.stderr
     r = subprocess.run([sys.executable, "-m", "nanoemox.cli", "train", "tiny", "--out", str(tmp_path / "o"), "phases.9.steps=1"], capture_output=True, text=True, env=_env())
     assert r.returncode == 2 and "override" in r.stderr
+
+
+def test_phase_without_its_modality_trains_nothing_but_runs(corpus, tmp_path):
+    """Text-only batches in the audio-alignment phase: the audio adapter gets no input, so the
+    phase leaves it unchanged (and says so) instead of failing."""
+    recipe = tmp_path / "textonly.yaml"
+    recipe.write_text(
+        "preset: tiny\nseed: 0\ndatasets: {d: {manifest: '{data}/train.jsonl'}}\n"
+        "phases:\n  1a: {steps: 2, batch_size: 2, lr: 0.01, mixture: [{dataset: d, task: mer, modalities: []}]}\n"
+    )
+    out = tmp_path / "o"
+    r = subprocess.run([sys.executable, "-m", "nanoemox.cli", "train", str(recipe), "--out", str(out), "--data", str(corpus), "--no-progress"],
+                       capture_output=True, text=True, env=_env(), timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "no trainable part takes part" in r.stderr
+    from nanoemox.modeling import NanoEmoXForConditionalGeneration
+
+    import torch
+
+    torch.manual_seed(0)
+    base = NanoEmoXForConditionalGeneration.from_preset("tiny").state_dict()
+    trained = load_file(str(out / "phase-1a" / "trainable.safetensors"))
+    assert all(torch.equal(trained[k], base[k]) for k in trained)
