@@ -20,7 +20,6 @@ def decode_only(path: str) -> int:
 
 
 def run(ctx: Context) -> list[Table]:
-    from nanoemox.modeling.modeling_nanoemox import NanoEmoXForConditionalGeneration
     from nanoemox.modeling.presets import get_preset
     from nanoemox.modeling.processing import NanoEmoXProcessor
     from nanoemox.data.media import load_media

@@ -51,3 +51,17 @@ def speech_wav(tmp_path_factory) -> Path:
         check=True,
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def talking_clip(tmp_path_factory, astronaut, speech_wav) -> Path:
+    """A real mp4 (h264 + aac, 3 s): the astronaut photo panning, espeak-ng speech."""
+    import numpy as np
+    import soundfile as sf
+
+    from nanoemox.data.media import write_video
+
+    wav, sr = sf.read(str(speech_wav), dtype="float32")
+    img = np.ascontiguousarray(astronaut[::2, ::2])
+    frames = np.stack([np.roll(img, 2 * i, axis=1) for i in range(30)])
+    return write_video(tmp_path_factory.mktemp("clip") / "astronaut.mp4", frames, fps=10, waveform=wav[: 3 * sr], sample_rate=sr)

@@ -18,7 +18,7 @@ from nanoemox.data.schema import AffectSample, write_manifest
 from nanoemox.errors import ConfigError
 from nanoemox.evaluation import metrics as M
 from nanoemox.evaluation.extract import ChatClient, JudgeError, LexiconExtractor, LLMExtractor, LLMJudge
-from nanoemox.evaluation.runner import evaluate_predictions, score_eri_files, score_ovmer_csv
+from nanoemox.evaluation.runner import evaluate_predictions, score_eri_files
 from nanoemox.evaluation.wheel import (
     BUILTIN_SOURCE, benchmark_wheel, load_wheels, parse_label_list, wheel_hit_rate, wheel_set_metric,
 )

@@ -4,7 +4,6 @@ counts, pictures, frame folders, every kind of bad input, and `nanoemox inspect`
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys

@@ -28,15 +28,8 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def clip(tmp_path_factory, astronaut, speech_wav) -> Path:
-    import soundfile as sf
-
-    from nanoemox.data.media import write_video
-
-    wav, sr = sf.read(str(speech_wav), dtype="float32")
-    img = np.ascontiguousarray(astronaut[::2, ::2])
-    frames = np.stack([np.roll(img, 2 * i, axis=1) for i in range(30)])
-    return write_video(tmp_path_factory.mktemp("clip") / "astronaut.mp4", frames, fps=10, waveform=wav[: 3 * sr], sample_rate=sr)
+def clip(talking_clip) -> Path:
+    return talking_clip
 
 
 @pytest.fixture(scope="module")

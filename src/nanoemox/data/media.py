@@ -32,7 +32,6 @@ clip without a detectable face is a warning (`MediaInput.warnings`), not an erro
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
