@@ -80,3 +80,19 @@ def test_small_encoders_on_a_real_clip(small, tmp_path, astronaut, speech_wav):
     assert enc.audio_clip.shape == (1, small.config.audio.num_clips, 384)
     assert enc.face.shape == (1, small.config.vision.num_frames, 128)
     assert torch.isfinite(enc.frame_cls).all()
+
+
+def test_trimmed_log_mel_equals_the_full_window(speech_wav):
+    """The processor computes Whisper's log-mel only over the clips; those frames must equal the
+    full 30 s window's (which the CTranslate2 match is verified on)."""
+    import numpy as np
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    from nanoemox.modeling.pretrained.whisper import log_mel
+
+    wav, sr = sf.read(speech_wav, dtype="float32")
+    wav = resample_poly(wav, 16000, sr).astype(np.float32)[: 4 * 16000]
+    full, trimmed = log_mel(wav), log_mel(wav, seconds=4.0)
+    assert full.shape == (80, 3000) and trimmed.shape[1] >= 400
+    assert np.array_equal(full[:, :400], trimmed[:, :400])

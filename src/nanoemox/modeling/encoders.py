@@ -68,8 +68,9 @@ def _local(path: str | None, what: str) -> str:
 class AudioEncoder(nn.Module):
     """Speech encoder -> one vector per clip (time-mean), for the Q-Former and each fusion layer.
 
-    HuBERT / wav2vec2 take `audio_values` (B, K, N) raw 16 kHz clips; Whisper takes (B, 80, 3000),
-    the log-mel of the K clips laid end to end in one 30 s window (one pass instead of K). Only the
+    HuBERT / wav2vec2 take `audio_values` (B, K, N) raw 16 kHz clips; Whisper takes (B, 80, F), the
+    log-mel of the K clips laid end to end at the start of its 30 s window (one pass instead of K;
+    F >= K*S*100 frames, up to the full 3000). Only the
     positions covering the clips are encoded (K*S*50 of 1500: the rest is padding, and skipping it
     makes 8 one-second clips ~4x cheaper); they are split back into the K clips before pooling.
     """

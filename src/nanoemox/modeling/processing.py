@@ -122,7 +122,8 @@ class NanoEmoXProcessor:
         if ac.encoder_type == "whisper":
             from .pretrained.whisper import log_mel
 
-            return torch.from_numpy(np.asarray(log_mel(clips.reshape(-1)), dtype=np.float32))  # (80, 3000)
+            # Only the span the encoder reads (the K clips) is computed: same values as the full window.
+            return torch.from_numpy(log_mel(clips.reshape(-1), seconds=ac.num_clips * ac.clip_seconds))  # (80, >= 100*K*S)
         # HuBERT / wav2vec2 feature extractors normalise each clip to zero mean, unit variance.
         mean = clips.mean(-1, keepdims=True)
         std = clips.std(-1, keepdims=True)
