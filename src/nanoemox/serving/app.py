@@ -133,6 +133,19 @@ class _Cancelled(Exception):
     pass
 
 
+async def wait_until(awaitable, deadline: float, cancel: threading.Event):
+    """Await until the monotonic `deadline`; on timeout or client disconnect, tell the model worker
+    to stop decoding (`cancel`) and answer 504 / re-raise."""
+    try:
+        return await asyncio.wait_for(awaitable, max(0.0, deadline - time.monotonic()))
+    except asyncio.TimeoutError:
+        cancel.set()
+        raise ApiError(504, "the request timed out (--timeout)", "timeout") from None
+    except asyncio.CancelledError:
+        cancel.set()
+        raise
+
+
 class ModelWorker:
     """One thread runs the model; admission is bounded. Jobs get a `threading.Event` that is set
     when their request times out or goes away, so queued jobs are dropped and running ones stop
@@ -167,14 +180,7 @@ class ModelWorker:
             fut.exception()  # mark as retrieved: a timed-out job's error is expected, not lost
 
     async def result(self, fut: asyncio.Future, cancel: threading.Event, deadline: float):
-        try:
-            return await asyncio.wait_for(asyncio.shield(fut), max(0.0, deadline - time.monotonic()))
-        except asyncio.TimeoutError:
-            cancel.set()
-            raise ApiError(504, "the request timed out (--timeout)", "timeout") from None
-        except asyncio.CancelledError:
-            cancel.set()
-            raise
+        return await wait_until(asyncio.shield(fut), deadline, cancel)
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -572,14 +578,7 @@ def create_app(analyzer, settings: ServerSettings | None = None) -> FastAPI:
         deadline = time.monotonic() + settings.timeout_s
         fut, cancel = worker.submit(lambda c: job(c, streamer, lambda: loop.call_soon_threadsafe(events.put_nowait, ("ready", None))))
         fut.add_done_callback(lambda f: events.put_nowait(("end", f)))
-        try:
-            first = await asyncio.wait_for(events.get(), max(0.0, deadline - time.monotonic()))
-        except asyncio.TimeoutError:
-            cancel.set()
-            raise ApiError(504, "the request timed out (--timeout)", "timeout") from None
-        except asyncio.CancelledError:
-            cancel.set()
-            raise
+        first = await wait_until(events.get(), deadline, cancel)
         if first[0] == "end" and first[1].exception() is not None:
             raise error_of(first[1].exception())
 
