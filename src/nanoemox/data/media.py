@@ -377,6 +377,16 @@ def _fraction_float(x) -> float | None:
         return None
 
 
+def _first_decodable(streams, kind: str, bad: list[str]):
+    """The first stream whose codec FFmpeg can decode; the others are noted in `bad`."""
+    for stream in streams:
+        ok, name = _codec_ok(stream)
+        if ok:
+            return stream
+        bad.append(f"{kind} codec {name!r}")
+    return None
+
+
 def _codec_ok(stream) -> tuple[bool, str]:
     """Whether FFmpeg can decode this stream; (ok, codec name)."""
     import av
@@ -468,20 +478,9 @@ def _decode_container(container, p: Path, cfg: MediaConfig, head: bytes) -> Medi
     if not vstreams and not astreams:
         raise MediaError(spath, "no usable stream (no audio or video track)")
     warnings: list[str] = []
-    vs = as_ = None
     bad: list[str] = []
-    for s in vstreams:
-        ok, name = _codec_ok(s)
-        if ok:
-            vs = s
-            break
-        bad.append(f"video codec {name!r}")
-    for s in astreams:
-        ok, name = _codec_ok(s)
-        if ok:
-            as_ = s
-            break
-        bad.append(f"audio codec {name!r}")
+    vs = _first_decodable(vstreams, "video", bad)
+    as_ = _first_decodable(astreams, "audio", bad)
     if vs is None and as_ is None:
         raise MediaError(spath, "unsupported codec: " + ", ".join(bad))
     if bad:

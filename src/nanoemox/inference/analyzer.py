@@ -30,13 +30,6 @@ log = logging.getLogger(__name__)
 DEMO_MODEL_NAME = "demo-small"
 # Answer budgets per task (tokens): labels are short, rationales and empathic replies are not.
 DEFAULT_MAX_NEW_TOKENS = {"mer": 32, "msa": 40, "mir": 32, "ovmer": 48, "eri": 160, "erg": 224}
-# Which EncoderOutputs fields each prompt modality needs (the rest is dropped per sample).
-_ENCODED_KEYS = {
-    "frame": ("frame_cls", "frame_mask"),
-    "multi": ("frame_ms", "frame_mask", "audio_ms", "audio_mask"),
-    "audio": ("audio_clip", "audio_mask"),
-    "face": ("face", "face_mask"),
-}
 
 
 def resolve_tasks(tasks: str | Iterable[str] | None, default: Sequence[str] = ("mer",)) -> list[str]:
@@ -209,21 +202,19 @@ class Analyzer:
     @torch.no_grad()
     def encode(self, medias: Sequence[Any]) -> list[Encoded]:
         """Run the encoders once for a batch of decoded media (None = text only)."""
+        from ..modeling.processing import keep_encoded, stack_tensors
+
         mods = [self.processor.present_modalities(m) if m is not None else frozenset() for m in medias]
         per_sample = [self.processor.media_tensors(m, ms) if ms else {} for m, ms in zip(medias, mods)]
-        keys = sorted({k for d in per_sample for k in d})
-        if not keys:
+        if not any(per_sample):
             return [Encoded({}, ms) for ms in mods]
-        batch = {}
-        for k in keys:  # a modality missing from some samples: zeros with an all-False mask
-            ref = next(d[k] for d in per_sample if k in d)
-            batch[k] = torch.stack([d.get(k, torch.zeros_like(ref)) for d in per_sample]).to(self.device)
+        # a modality missing from some samples: zeros with an all-False mask
+        batch = {k: v.to(self.device) for k, v in stack_tensors(per_sample).items()}
         with self._lock:
             enc = self.model.encode(**batch).to_dict()
         out = []
         for i, ms in enumerate(mods):
-            wanted = {k for m in ms for k in _ENCODED_KEYS[m]}
-            out.append(Encoded({k: v[i] for k, v in enc.items() if k in wanted}, ms))
+            out.append(Encoded(keep_encoded({k: v[i] for k, v in enc.items()}, ms), ms))
         return out
 
     @torch.no_grad()

@@ -69,10 +69,9 @@ def _generate(analyzer: Analyzer, enc, modalities, prompt_ids: list[int], budget
     """The multimodal generate as `Analyzer.generate` runs it; returns how many tokens it produced
     (up to and including the first end-of-turn token)."""
     from ..modeling.modeling_nanoemox import EncoderOutputs
-    from .analyzer import _ENCODED_KEYS
+    from ..modeling.processing import keep_encoded
 
-    wanted = {k for m in modalities for k in _ENCODED_KEYS[m]}
-    enc = EncoderOutputs(**{k: v for k, v in enc.to_dict().items() if k in wanted})
+    enc = EncoderOutputs(**keep_encoded(enc.to_dict(), modalities))
     ids = torch.tensor([prompt_ids], device=analyzer.device)
     out = analyzer.model.generate(ids, torch.ones_like(ids), encoder_outputs=enc, max_new_tokens=budget)
     row = out[0].tolist()
