@@ -183,3 +183,17 @@ def target_text(task: str, sample) -> str:
         chain = sample.chain_of_empathy or {"emotion": sample.emotion or ""}
         return answer_erg(chain, sample.response or "")
     raise ValueError(f"unknown task {task!r}")
+
+
+def answer_words(task: str, sample) -> list[str]:
+    """The label words inside `task`'s answer (what the alignment objective pulls adapter outputs
+    towards); empty for the free-text tasks (reasons, replies), which have no label words."""
+    if task == "mer":
+        return [sample.emotion] if sample.emotion else []
+    if task == "msa":
+        return [sample.sentiment] if sample.sentiment else []
+    if task == "mir":
+        return [sample.intent] if sample.intent else []
+    if task == "ovmer":
+        return [w for w in sample.ov_labels if w]
+    return []

@@ -96,7 +96,7 @@ def _evaluate(model_dir: Path, test_manifest: Path, root: Path, key: str, progre
     from ..evaluation.runner import evaluate_predictions, read_predictions
 
     preds = root / f"preds-test-{key}.jsonl"
-    argv = ["predict", str(test_manifest), "--model", str(model_dir), "--out", str(preds), "--batch-size", "8"]
+    argv = ["predict", str(test_manifest), "--model", str(model_dir), "--out", str(preds), "--batch-size", "48"]
     if not progress:
         argv.append("--quiet")
     rc = cli_main(argv)

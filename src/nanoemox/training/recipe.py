@@ -21,7 +21,9 @@ import yaml
 from ..data.schema import TASKS
 from ..errors import ConfigError
 
-MODALITIES = ("multi", "audio", "face", "frame")
+# What a mixture entry may keep: the four placeholder blocks, and "text" (the subtitle and dialogue
+# history). Alignment phases leave "text" out so the answer must come from the adapters.
+MODALITIES = ("multi", "audio", "face", "frame", "text")
 
 
 @dataclass
@@ -52,6 +54,10 @@ class PhaseSpec:
     model_phase: str | None = None  # which model-config phase defines the trainable groups
     save_every: int = 50
     log_every: int = 1
+    # One mixture entry per step for the whole batch (drawn with the mixture weights): sequences of
+    # one task have similar lengths, so far less padding than mixed batches on a compute-bound CPU.
+    group_by_task: bool = False
+    objective: str = "lm"  # lm (answer tokens) | align (adapters onto answer-word embeddings; see objectives.py)
 
 
 @dataclass
@@ -187,6 +193,12 @@ def _build(raw: dict[str, Any], path: Path, subst: dict[str, str]) -> Recipe:
             if k in kwargs:
                 kwargs[k] = float(kwargs[k])
         phase = PhaseSpec(name=str(name), init=init, mixture=mixture, **kwargs)
+        if phase.objective not in ("lm", "align"):
+            raise ConfigError(f"{where}: phase {name}: objective must be lm or align")
+        if phase.objective == "align":
+            wordless = sorted({m.task for m in mixture} - {"mer", "msa", "mir", "ovmer"})
+            if wordless:
+                raise ConfigError(f"{where}: phase {name}: the align objective needs answers with label words; {', '.join(wordless)} have none (use mer, msa, mir or ovmer)")
         if phase.schedule not in ("cosine", "constant"):
             raise ConfigError(f"{where}: phase {name}: schedule must be cosine or constant")
         if phase.steps <= 0 or phase.batch_size <= 0 or phase.grad_accum <= 0:

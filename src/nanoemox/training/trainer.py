@@ -23,8 +23,9 @@ from ..errors import ConfigError, NanoEmoXError
 from ..modeling.modeling_nanoemox import EncoderOutputs, NanoEmoXForConditionalGeneration
 from ..modeling.presets import get_preset
 from ..modeling.processing import Example, NanoEmoXProcessor, keep_encoded, modalities_from_encoded, stack_tensors
-from ..prompts import target_text
+from ..prompts import answer_words, target_text
 from ..storage import append_line, atomic_path, atomic_write_json
+from .objectives import alignment_loss, word_targets
 from .prepared import ENCODERS, PreparedData
 from .recipe import PhaseSpec, Recipe
 
@@ -104,7 +105,10 @@ class CurriculumTrainer:
         (seed, phase, step); mixture weights are the per-slot sampling probabilities."""
         rng = np.random.default_rng([self.recipe.seed, phase_index, step])
         w = np.array([m.weight for m in phase.mixture], dtype=np.float64)
-        entries = rng.choice(len(w), size=phase.batch_size, p=w / w.sum())
+        if phase.group_by_task:
+            entries = np.full(phase.batch_size, rng.choice(len(w), p=w / w.sum()))
+        else:
+            entries = rng.choice(len(w), size=phase.batch_size, p=w / w.sum())
         return [(int(e), pools[e][int(rng.integers(len(pools[e])))]) for e in entries]
 
     def _examples(self, plan, phase: PhaseSpec, frozen: set[str], samples_by_id) -> tuple[list[Example], dict, dict]:
@@ -114,7 +118,10 @@ class CurriculumTrainer:
             item = self.prepared.items[sid]
             s = samples_by_id[sid]
             mods = modalities_from_encoded(item.encoded) & set(m.modalities)
-            ids, labels = self.processor.tokenize(m.task, mods, s.transcript, s.history, (s.candidates or {}).get(m.task), target_text(m.task, s))
+            text = "text" in m.modalities
+            ids, labels = self.processor.tokenize(
+                m.task, mods, s.transcript if text else "", s.history if text else (), (s.candidates or {}).get(m.task), target_text(m.task, s)
+            )
             exs.append(Example(input_ids=ids, labels=labels, id=sid, task=m.task, modalities=frozenset(mods)))
             encs.append(keep_encoded(self.prepared.encoder_outputs(sid, frozen), mods))
             medias.append({k: v for k, v in item.media.items() if _media_needed(k, mods)})
@@ -232,8 +239,14 @@ class CurriculumTrainer:
                 enc_out = self._encoder_outputs(enc, media, trainable_enc)
                 ctx = acc.no_sync(model) if k < phase.grad_accum - 1 else _null()
                 with ctx, acc.autocast():
-                    out = model(input_ids=batch["input_ids"].to(acc.device), attention_mask=batch["attention_mask"].to(acc.device), labels=batch["labels"].to(acc.device), encoder_outputs=enc_out.to(acc.device))
-                    loss = out.loss / phase.grad_accum
+                    if phase.objective == "align":
+                        inner = acc.unwrap_model(model)
+                        words = [answer_words(ex.task, samples_by_id[ex.id]) for ex in exs]
+                        loss = alignment_loss(inner, enc_out.to(acc.device), [ex.modalities for ex in exs], word_targets(inner, words).to(acc.device))
+                        loss = torch.zeros((), device=acc.device) if loss is None else loss / phase.grad_accum
+                    else:
+                        out = model(input_ids=batch["input_ids"].to(acc.device), attention_mask=batch["attention_mask"].to(acc.device), labels=batch["labels"].to(acc.device), encoder_outputs=enc_out.to(acc.device))
+                        loss = out.loss / phase.grad_accum
                 if not torch.isfinite(loss):
                     raise TrainingError(
                         f"phase {phase.name} step {step}: loss is {loss.item()} (NaN/inf); stopped. The last good checkpoint is {ckpt} "
@@ -245,6 +258,13 @@ class CurriculumTrainer:
                     warned_idle = True
                     log.warning("phase %s: no trainable part takes part in these batches (missing modalities?); its steps change nothing", phase.name)
                 total += loss.detach().float().item()
+            if phase.objective == "align" and world > 1:
+                # align runs the unwrapped model (no DDP forward), so gradients are averaged here
+                for p in params:
+                    if p.grad is None:
+                        p.grad = torch.zeros_like(p)
+                    torch.distributed.all_reduce(p.grad)
+                    p.grad /= world
             grad_norm = acc.clip_grad_norm_(params, phase.max_grad_norm) if phase.max_grad_norm > 0 else None
             if grad_norm is not None and not torch.isfinite(torch.as_tensor(grad_norm)):
                 raise TrainingError(f"phase {phase.name} step {step}: gradient norm is not finite; stopped. The last good checkpoint is {ckpt}")
