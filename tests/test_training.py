@@ -194,21 +194,22 @@ def test_phase_without_its_modality_trains_nothing_but_runs(corpus, tmp_path):
 
 def test_align_needs_label_words_and_text_can_be_left_out(corpus, tmp_path):
     """The align objective only takes tasks whose answers hold label words; a mixture entry without
-    "text" trains on prompts without the subtitle (the alignment phases' setting)."""
+    "text" trains on prompts without the subtitle, so the answer must come from the adapters."""
     from nanoemox.errors import ConfigError
     from nanoemox.training.prepared import PreparedData
     from nanoemox.training.trainer import CurriculumTrainer
 
     with pytest.raises(ConfigError, match="align objective needs answers with label words; eri"):
         load_recipe("tiny", {"phases.1a.mixture": [{"dataset": "synth", "task": "eri"}]}, paths={"data": str(corpus)})
-    recipe = load_recipe("tiny", paths={"data": str(corpus)})
+    no_text = [{"dataset": "synth", "task": "mer", "modalities": ["audio"]}]
+    recipe = load_recipe("tiny", {"phases.2.mixture": no_text}, paths={"data": str(corpus)})
     trainer = CurriculumTrainer(recipe, tmp_path / "t", progress=False, feature_cache=False)
     samples = trainer._load_datasets()["synth"]
     trainer.prepared = PreparedData(trainer.model, trainer.processor, samples, set(), progress=False)
     trainer.prepared.refresh_encoded({"vision_encoder", "audio_encoder", "face_backbone"}, progress=False)
     by_id = {s.id: s for s in samples}
     sid = next(s.id for s in samples if s.transcript)
-    for index, with_text in ((0, False), (3, True)):  # 1a: [audio] only; 3: every modality and text
+    for index, with_text in ((2, False), (3, True)):  # 2: [audio] only; 3: every modality and text
         phase = recipe.phases[index]
         entry = next(i for i, m in enumerate(phase.mixture) if m.task == "mer")
         exs, _, _ = trainer._examples([(entry, sid)], phase, {"vision_encoder", "audio_encoder", "face_backbone"}, by_id)

@@ -185,6 +185,10 @@ def target_text(task: str, sample) -> str:
     raise ValueError(f"unknown task {task!r}")
 
 
+# Tasks whose answers carry label words (what the align objective can use).
+LABEL_WORD_TASKS = ("mer", "msa", "mir", "ovmer")
+
+
 def answer_words(task: str, sample) -> list[str]:
     """The label words inside `task`'s answer (what the alignment objective pulls adapter outputs
     towards); empty for the free-text tasks (reasons, replies), which have no label words."""

@@ -16,9 +16,6 @@ import torch
 
 from ..modeling.modeling_nanoemox import EncoderOutputs, NanoEmoXForConditionalGeneration
 
-OBJECTIVES = ("lm", "align")
-ALIGN_TASKS = ("mer", "msa", "mir", "ovmer")  # tasks whose answers carry label words
-
 
 def word_targets(model: NanoEmoXForConditionalGeneration, words: Sequence[Sequence[str]]) -> torch.Tensor:
     """Per sample, the mean input embedding of its answer words (each word the mean of its tokens,

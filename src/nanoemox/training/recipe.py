@@ -20,10 +20,12 @@ import yaml
 
 from ..data.schema import TASKS
 from ..errors import ConfigError
+from ..prompts import LABEL_WORD_TASKS
 
 # What a mixture entry may keep: the four placeholder blocks, and "text" (the subtitle and dialogue
 # history). Alignment phases leave "text" out so the answer must come from the adapters.
 MODALITIES = ("multi", "audio", "face", "frame", "text")
+OBJECTIVES = ("lm", "align")  # see objectives.py
 
 
 @dataclass
@@ -193,12 +195,12 @@ def _build(raw: dict[str, Any], path: Path, subst: dict[str, str]) -> Recipe:
             if k in kwargs:
                 kwargs[k] = float(kwargs[k])
         phase = PhaseSpec(name=str(name), init=init, mixture=mixture, **kwargs)
-        if phase.objective not in ("lm", "align"):
-            raise ConfigError(f"{where}: phase {name}: objective must be lm or align")
+        if phase.objective not in OBJECTIVES:
+            raise ConfigError(f"{where}: phase {name}: objective must be {' or '.join(OBJECTIVES)}")
         if phase.objective == "align":
-            wordless = sorted({m.task for m in mixture} - {"mer", "msa", "mir", "ovmer"})
+            wordless = sorted({m.task for m in mixture} - set(LABEL_WORD_TASKS))
             if wordless:
-                raise ConfigError(f"{where}: phase {name}: the align objective needs answers with label words; {', '.join(wordless)} have none (use mer, msa, mir or ovmer)")
+                raise ConfigError(f"{where}: phase {name}: the align objective needs answers with label words; {', '.join(wordless)} have none (use {', '.join(LABEL_WORD_TASKS)})")
         if phase.schedule not in ("cosine", "constant"):
             raise ConfigError(f"{where}: phase {name}: schedule must be cosine or constant")
         if phase.steps <= 0 or phase.batch_size <= 0 or phase.grad_accum <= 0:

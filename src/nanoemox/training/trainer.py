@@ -118,10 +118,12 @@ class CurriculumTrainer:
             item = self.prepared.items[sid]
             s = samples_by_id[sid]
             mods = modalities_from_encoded(item.encoded) & set(m.modalities)
-            text = "text" in m.modalities
-            ids, labels = self.processor.tokenize(
-                m.task, mods, s.transcript if text else "", s.history if text else (), (s.candidates or {}).get(m.task), target_text(m.task, s)
-            )
+            ids, labels = [], None  # align reads the adapters' outputs only: no prompt to build
+            if phase.objective == "lm":
+                text = "text" in m.modalities
+                ids, labels = self.processor.tokenize(
+                    m.task, mods, s.transcript if text else "", s.history if text else (), (s.candidates or {}).get(m.task), target_text(m.task, s)
+                )
             exs.append(Example(input_ids=ids, labels=labels, id=sid, task=m.task, modalities=frozenset(mods)))
             encs.append(keep_encoded(self.prepared.encoder_outputs(sid, frozen), mods))
             medias.append({k: v for k, v in item.media.items() if _media_needed(k, mods)})
@@ -235,7 +237,6 @@ class CurriculumTrainer:
             total = 0.0
             for k in range(phase.grad_accum):
                 exs, enc, media = self._examples(plan[k * micro : (k + 1) * micro], phase, frozen, samples_by_id)
-                batch = self.processor.collate(exs)
                 enc_out = self._encoder_outputs(enc, media, trainable_enc)
                 ctx = acc.no_sync(model) if k < phase.grad_accum - 1 else _null()
                 with ctx, acc.autocast():
@@ -245,6 +246,7 @@ class CurriculumTrainer:
                         loss = alignment_loss(inner, enc_out.to(acc.device), [ex.modalities for ex in exs], word_targets(inner, words).to(acc.device))
                         loss = torch.zeros((), device=acc.device) if loss is None else loss / phase.grad_accum
                     else:
+                        batch = self.processor.collate(exs)
                         out = model(input_ids=batch["input_ids"].to(acc.device), attention_mask=batch["attention_mask"].to(acc.device), labels=batch["labels"].to(acc.device), encoder_outputs=enc_out.to(acc.device))
                         loss = out.loss / phase.grad_accum
                 if not torch.isfinite(loss):
