@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     t = sub.add_parser("train", help="run a curriculum recipe (P2E phases 1a, 1b, 2, 3) with accelerate")
     t.add_argument("recipe", help="a built-in recipe name (tiny, demo, paper, joint) or a YAML file")
-    t.add_argument("--out", required=True, help="output folder (checkpoints, metrics.jsonl, model/)")
+    t.add_argument("--out", default=None, help="output folder (checkpoints, metrics.jsonl, model/); default runs/RECIPE")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run exactly")
     t.add_argument("--data", default=None, help="folder holding the recipe's {data} (a SynthAffect corpus is generated there if missing)")
     t.add_argument("--feature-cache", default=None, help="feature cache folder (default: $NANOEMOX_CACHE/features)")
@@ -29,27 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=train_command)
 
 
-def prepare_recipe(recipe_name: str, out: Path, data: str | None, overrides, progress: bool = True, n: int | None = None):
-    """Load a recipe, generating its SynthAffect corpus into {data} if it asks for one."""
-    from .recipe import load_recipe, recipe_path
-    import yaml
-
-    raw = yaml.safe_load(recipe_path(recipe_name).read_text()) or {}
-    data_dir = Path(data) if data else out / "data"
-    synth = dict(raw.get("synth") or {})
-    if n:
-        synth["n"] = n
-    if synth and not (data_dir / "train.jsonl").is_file():
-        from ..data.synth import generate_corpus
-
-        generate_corpus(data_dir, n=int(synth.get("n", 200)), seed=int(synth.get("seed", 0)), progress=progress)
-    return load_recipe(recipe_name, overrides, paths={"data": str(data_dir), "out": str(out)})
-
-
 def train_command(args) -> int:
+    from .recipe import prepare_recipe
     from .trainer import CurriculumTrainer
 
-    out = Path(args.out)
+    out = Path(args.out) if args.out else Path("runs") / Path(args.recipe).stem
     recipe = prepare_recipe(args.recipe, out, args.data, args.overrides, progress=not args.no_progress)
     trainer = CurriculumTrainer(recipe, out, resume=args.resume, progress=not args.no_progress, tensorboard=args.tensorboard, feature_cache=args.feature_cache)
     final = trainer.run()

@@ -57,7 +57,7 @@ def run_demo(quick: bool = False, as_json: bool = False, retrain: bool = False, 
     marker = model_dir / "demo.json"
     t0 = time.time()
     cached = marker.is_file() and json.loads(marker.read_text()).get("key") == key and not retrain
-    from .cli import prepare_recipe
+    from .recipe import prepare_recipe
 
     data_dir = root / "data"
     if text_only:  # generate (or reuse) the corpus, then train and test on its text alone
