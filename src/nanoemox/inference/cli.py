@@ -1,15 +1,7 @@
 """`nanoemox analyze` (one clip, readable or JSON) and `nanoemox predict` (a manifest -> JSONL).
 
-Prediction files: one JSON object per (id, task) line (see parsing.PREDICTION_FIELDS), appended
-with one write + fsync each, so an interrupted run leaves only whole lines and a rerun skips the
-(id, task) pairs already written.
-
-Several processes (`torchrun --nproc-per-node N -m nanoemox.cli predict ...` or
-`accelerate launch -m nanoemox.cli predict ...`): the RANK / WORLD_SIZE environment variables shard
-the manifest (rank r takes items i with i % WORLD_SIZE == r) and each rank writes
-`OUT.rank{r}`, then `OUT.rank{r}.done` when finished. Whichever rank finishes last (all `.done`
-markers present) merges the shards into OUT, skipping pairs OUT already holds, and removes them.
-A rerun with the same OUT resumes from OUT plus the rank's own shard.
+The prediction engine (batching, resuming, sharding over RANK / WORLD_SIZE, the unibench protocol)
+lives in `inference.predict`; this module only parses arguments.
 """
 from __future__ import annotations
 
@@ -21,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.schema import TASKS
-from ..errors import ConfigError, MediaError, NanoEmoXError
+from ..errors import ConfigError, MediaError
 
 
 def register(subparsers) -> None:
@@ -46,6 +38,9 @@ def register(subparsers) -> None:
     q.add_argument("--batch-size", type=int, default=8, help="samples per encoder call and rows per generate call (default 8)")
     q.add_argument("--limit", type=int, default=None, help="only the first N samples of the manifest")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.add_argument("--protocol", choices=("native", "unibench"), default="native",
+                   help="native: each sample's own tasks; unibench: ask every sample the open-vocabulary "
+                   "[Recogn_OV] question (MER-UniBench's zero-shot protocol, for MER / MSA / OV manifests)")
     _decoding_args(q)
     q.set_defaults(func=run_predict)
 
@@ -152,160 +147,22 @@ def _print_result(result) -> None:
 
 
 # ---------------------------------------------------------------------------------------- predict
-def _done_pairs(path: Path) -> set[tuple[str, str]]:
-    """(id, task) pairs already in a prediction file; a trailing partial line is ignored."""
-    done: set[tuple[str, str]] = set()
-    if not path.is_file():
-        return done
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.endswith("\n"):
-                break
-            try:
-                d = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(d, dict) and "id" in d and "task" in d:
-                done.add((str(d["id"]), str(d["task"])))
-    return done
-
-
-def _drop_partial_tail(path: Path) -> None:
-    """Cut an interrupted last line (no newline) so appended lines start on a fresh line."""
-    if not path.is_file() or path.stat().st_size == 0:
-        return
-    with open(path, "rb+") as f:
-        f.seek(-1, os.SEEK_END)
-        if f.read(1) == b"\n":
-            return
-        f.seek(0)
-        data = f.read()
-        f.truncate(data.rfind(b"\n") + 1)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def run_predict(args) -> int:
-    from ..data.schema import read_manifest
-    from ..storage import append_line
-    from .analyzer import Row, resolve_tasks
-    from .parsing import parse_answer, prediction_line
+    from .predict import predict_manifest
 
-    if args.batch_size < 1:
-        raise ConfigError("--batch-size must be >= 1")
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    if not 0 <= rank < world:
-        raise ConfigError(f"RANK={rank} is not in [0, WORLD_SIZE={world})")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    target = out if world == 1 else out.with_name(f"{out.name}.rank{rank}")
-    samples = read_manifest(args.manifest)[: args.limit]
-    mine = [s for i, s in enumerate(samples) if i % world == rank]
-    task_filter = resolve_tasks(args.tasks) if args.tasks else None
-    _drop_partial_tail(target)
-    done = _done_pairs(out) | _done_pairs(target)
-    todo = []
-    skipped_done = 0
-    for s in mine:
-        wanted = [t for t in (task_filter or s.tasks() or ["mer"]) if t in TASKS]
-        left = [t for t in wanted if (s.id, t) not in done]
-        skipped_done += len(wanted) - len(left)
-        if left:
-            todo.append((s, left))
+    tasks = None
+    if args.tasks:
+        from .analyzer import resolve_tasks
 
-    analyzer = _load_analyzer(args)
-    from tqdm import tqdm
-
-    bar = tqdm(total=sum(len(ts) for _, ts in todo), desc="predict" + (f" [rank {rank}]" if world > 1 else ""),
-               unit="answer", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
-    gen = dict(do_sample=args.sample, temperature=args.temperature, top_p=args.top_p, seed=args.seed)
-    written = bad = 0
-
-    def report_bad(sample_id: str, reason: str, n: int) -> None:
-        nonlocal bad
-        bad += 1
-        bar.update(n)
-        tqdm.write(f"skipped {sample_id}: {reason}", file=sys.stderr)
-
-    def emit(rows: list[tuple[str, Row]]) -> None:
-        nonlocal written
-        outs = analyzer.generate([r for _, r in rows], args.max_new_tokens, **gen)
-        for (sid, row), (text, _) in zip(rows, outs):
-            append_line(target, json.dumps(prediction_line(sid, parse_answer(row.task, text)), ensure_ascii=False))
-            written += 1
-        bar.update(len(rows))
-
-    for start in range(0, len(todo), args.batch_size):
-        chunk = todo[start : start + args.batch_size]
-        loaded = []
-        for s, ts in chunk:
-            try:
-                media = analyzer.load_media(s.media_path(), frames=s.frames, waveform=s.waveform) if (s.media_path() or s.frames is not None or s.waveform is not None) else None
-            except MediaError as e:
-                report_bad(s.id, str(e), len(ts))
-                continue
-            loaded.append((s, ts, media))
-        if not loaded:
-            continue
-        encoded = analyzer.encode([m for _, _, m in loaded])
-        for task in TASKS:  # one generate call per task and batch: same answer budget per call
-            rows = [(s.id, Row(enc, task, s.transcript, s.history, (s.candidates or {}).get(task)))
-                    for (s, ts, _), enc in zip(loaded, encoded) if task in ts]
-            for i in range(0, len(rows), args.batch_size):
-                part = rows[i : i + args.batch_size]
-                try:
-                    emit(part)
-                except NanoEmoXError:  # e.g. one prompt over max_length: find it, keep the rest
-                    for one in part:
-                        try:
-                            emit([one])
-                        except NanoEmoXError as e:
-                            report_bad(one[0], f"{task}: {e}", 1)
-    bar.close()
-    note = f"predict: {written} new answer(s) -> {target}, {skipped_done} already done, {bad} bad item(s) skipped"
-    print(note, file=sys.stderr)
-    if world > 1:
-        Path(f"{target}.done").write_text("ok\n")
-        merged = _merge_shards(out, world)
-        if merged is not None:
-            print(f"predict: merged {world} rank files into {out} ({merged} new line(s))", file=sys.stderr)
+        tasks = resolve_tasks(args.tasks)
+    stats = predict_manifest(
+        lambda: _load_analyzer(args), args.manifest, args.out, tasks=tasks, protocol=args.protocol,
+        batch_size=args.batch_size, limit=args.limit, max_new_tokens=args.max_new_tokens, quiet=args.quiet,
+        rank=rank, world=world, do_sample=args.sample, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
+    )
+    print(f"predict: {stats.written} new answer(s) -> {stats.target}, {stats.skipped_done} already done, "
+          f"{stats.bad} bad item(s) skipped", file=sys.stderr)
+    if stats.merged is not None:
+        print(f"predict: merged {world} rank files into {args.out} ({stats.merged} new line(s))", file=sys.stderr)
     return 0
-
-
-def _merge_shards(out: Path, world: int) -> int | None:
-    """Append every rank file's lines not yet in `out`, then remove the rank files. Runs only once
-    all ranks are done, and in one process (an O_EXCL lock file); returns lines added or None."""
-    from ..storage import append_line
-
-    shards = [out.with_name(f"{out.name}.rank{r}") for r in range(world)]
-    if not all(Path(f"{s}.done").is_file() for s in shards):
-        return None
-    lock = out.with_name(f".{out.name}.merge.lock")
-    try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        return None
-    os.close(fd)
-    try:
-        if not all(Path(f"{s}.done").is_file() for s in shards):  # another rank merged meanwhile
-            return None
-        done = _done_pairs(out)
-        added = 0
-        for shard in shards:
-            if shard.is_file():
-                with open(shard, encoding="utf-8") as f:
-                    for line in f:
-                        if not line.endswith("\n"):
-                            break
-                        d = json.loads(line)
-                        key = (str(d["id"]), str(d["task"]))
-                        if key not in done:
-                            append_line(out, line)
-                            done.add(key)
-                            added += 1
-        for shard in shards:
-            shard.unlink(missing_ok=True)
-            Path(f"{shard}.done").unlink(missing_ok=True)
-        return added
-    finally:
-        lock.unlink(missing_ok=True)
