@@ -59,7 +59,7 @@ def talking_clip(tmp_path_factory, astronaut, speech_wav) -> Path:
     import numpy as np
     import soundfile as sf
 
-    from nanoemox.data.media import write_video
+    from mediakit import write_video
 
     wav, sr = sf.read(str(speech_wav), dtype="float32")
     img = np.ascontiguousarray(astronaut[::2, ::2])

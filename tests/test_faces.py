@@ -114,8 +114,8 @@ def test_get_detector_reuses_instances():
 
 
 def test_mtcnn_without_the_wheel_is_a_config_error(monkeypatch):
-    import nanoemox.data.faces as faces
+    from nanoemox.data.faces import mtcnn
 
-    monkeypatch.setattr(faces, "_mtcnn_weights_dir", lambda: None)
+    monkeypatch.setattr(mtcnn, "_mtcnn_weights_dir", lambda: None)
     with pytest.raises(ConfigError, match="facenet-pytorch"):
-        faces.MTCNNFaceDetector()
+        mtcnn.MTCNNFaceDetector()

@@ -19,7 +19,7 @@ def make_clip(path: Path, image: np.ndarray, speech_wav: Path, seconds: float = 
     """A real mp4: the astronaut photo drifting sideways, with espeak-ng speech."""
     import soundfile as sf
 
-    from nanoemox.data.media import write_video
+    from mediakit import write_video
 
     wav, sr = sf.read(str(speech_wav), dtype="float32")
     img = np.ascontiguousarray(image[::2, ::2])

@@ -12,16 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nanoemox.data.media import (
-    MediaConfig,
-    MediaInput,
-    audio_clips,
-    fit_frame,
-    load_media,
-    media_from_arrays,
-    write_audio,
-    write_video,
-)
+from mediakit import write_audio, write_video
+from nanoemox.data.media import MediaConfig, MediaInput, audio_clips, fit_frame, load_media, media_from_arrays
 from nanoemox.errors import MediaError
 
 SR = 16000
