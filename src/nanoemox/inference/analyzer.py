@@ -2,11 +2,14 @@
 
     media --load_media--> MediaInput --processor--> encoder inputs --model.encode--> EncoderOutputs
                                                     (once per clip, shared by every task)
-    per task: prompt ids --model.generate(encoder_outputs=...)--> text --parse_answer--> fields
+    all tasks: prompt ids --one batched model.generate(encoder_outputs=...)--> texts --parse_answer--> fields
 
 Decoding is greedy by default (deterministic); sampling is opt-in. `Analyzer.encode` /
-`Analyzer.generate` are the two halves, used separately by batch prediction (many samples per
-generate call) and by the latency profiler.
+`Analyzer.generate_batch` are the two halves, used separately by batch prediction (many samples
+per generate call) and by the latency profiler. `Analyzer.analyze_many` answers many clips
+together (one encoder batch, one generate per sampling group): the server's batching worker and
+`analyze --task all` use it. Every row of a batch stops at its own budget (`generation.py`), so
+batching never lengthens an answer, and a greedy answer is the same at any batch size.
 """
 from __future__ import annotations
 
@@ -16,13 +19,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from ..data.schema import TASKS
 from ..errors import ConfigError
+from .generation import RowControl, RowOutput, Sampling, quantize_language_model, run_rows
 from .parsing import ParsedAnswer, parse_answer
 
 log = logging.getLogger(__name__)
@@ -90,6 +94,24 @@ class Row:
 
 
 @dataclass
+class AnalysisRequest:
+    """One clip's question for `Analyzer.analyze_many`: media (a path, a decoded `MediaInput` or
+    None), transcript, history, tasks, decoding settings; `on_text` (one task only) receives the
+    answer as it is decoded, `cancel` drops the request from its batch at the next token."""
+
+    media: Any = None
+    transcript: str | None = None
+    history: Sequence[Mapping[str, str]] = ()
+    tasks: str | Iterable[str] | None = "mer"
+    candidates: Mapping[str, Sequence[str]] | None = None
+    max_new_tokens: int | None = None
+    sampling: Sampling = field(default_factory=Sampling)
+    asr: bool | None = None
+    on_text: Callable[[str], None] | None = None
+    cancel: threading.Event | None = None
+
+
+@dataclass
 class AnalysisResult:
     results: dict[str, ParsedAnswer]
     gate: list[float] | None
@@ -100,6 +122,8 @@ class AnalysisResult:
     media: dict[str, Any] | None = None
     model: str = ""
     warnings: list[str] = field(default_factory=list)
+    finish: dict[str, str] = field(default_factory=dict)  # per task: stop | length | cancelled (not serialised)
+    batch_size: int = 1  # requests decoded together (not serialised)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -119,13 +143,14 @@ class Analyzer:
     """A loaded model ready to answer. Not thread-safe by design: calls are serialised by a lock
     (the server runs the model in one worker thread anyway)."""
 
-    def __init__(self, model, *, device: str | torch.device | None = None, name: str = "", asr: bool = False):
+    def __init__(self, model, *, device: str | torch.device | None = None, name: str = "", asr: bool = False, quantize: str | None = None):
         from ..modeling.processing import NanoEmoXProcessor
 
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        self.model = quantize_language_model(model.to(self.device).eval(), quantize)  # quantize="int8": CPU only
+        self.quantize = quantize
         self.tokenizer = model.tokenizer
         self.processor = NanoEmoXProcessor(model.config, model.tokenizer)
         self.name = name or f"nanoemox-{model.config.preset}"
@@ -218,20 +243,9 @@ class Analyzer:
         return out
 
     @torch.no_grad()
-    def generate(
-        self,
-        rows: Sequence[Row],
-        max_new_tokens: int | None = None,
-        *,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        streamer=None,
-        cancel: threading.Event | None = None,
-    ) -> list[tuple[str, list[float] | None]]:
-        """One generate call for all rows (left-padded); returns (decoded answer, gate or None) per
-        row. `cancel` stops decoding at the next token when set (timeouts, gone clients)."""
+    def generate_batch(self, rows: Sequence[Row], controls: Sequence[RowControl], sampling: Sampling = Sampling()) -> list[RowOutput]:
+        """One generate call for all rows (left-padded), each row stopping at its own budget,
+        cancel flag or end token and streaming its own text (see `generation.RowStops`)."""
         from ..modeling.processing import Example
 
         if not rows:
@@ -241,36 +255,43 @@ class Analyzer:
             ids, _ = self.processor.tokenize(r.task, r.encoded.modalities, r.transcript or "", r.history or (), r.candidates)
             examples.append(Example(input_ids=ids, encoder_outputs=r.encoded.tensors, task=r.task, modalities=r.encoded.modalities))
         batch = self.processor.collate(examples)
-        n_new = max_new_tokens or max(DEFAULT_MAX_NEW_TOKENS[r.task] for r in rows)
-        kwargs: dict[str, Any] = {}
-        if do_sample:
-            kwargs.update(temperature=max(float(temperature), 1e-5), top_p=float(top_p), top_k=None)
-        if streamer is not None:
-            kwargs["streamer"] = streamer
-        if cancel is not None:
-            kwargs["stopping_criteria"] = _stop_on(cancel)
+
+        def call(**kw):
+            return self.model.generate(batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device),
+                                       encoder_outputs=batch["encoder_outputs"].to(self.device), return_gate=True, **kw)[1]
+
         with self._lock:
-            if seed is not None:
-                torch.manual_seed(seed)
-            ids, gate = self.model.generate(
-                batch["input_ids"].to(self.device),
-                batch["attention_mask"].to(self.device),
-                encoder_outputs=batch["encoder_outputs"].to(self.device),
-                max_new_tokens=int(n_new),
-                do_sample=do_sample,
-                return_gate=True,
-                **kwargs,
-            )
-        texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
-        gates: list[list[float] | None] = [None] * len(rows)
+            outs, gate = run_rows(call, controls, sampling, self.tokenizer, self._eos_ids())
         if gate is not None:
             g = gate.float().cpu()
-            for i in range(len(rows)):
+            for i, o in enumerate(outs):
                 if not bool(torch.isnan(g[i]).any()):
-                    gates[i] = [round(float(x), 6) for x in g[i]]
-        return [(t.strip(), gi) for t, gi in zip(texts, gates)]
+                    o.gate = [round(float(x), 6) for x in g[i]]
+        return outs
 
-    # ---------------------------------------------------------------- one clip, several tasks
+    def generate(
+        self,
+        rows: Sequence[Row],
+        max_new_tokens: int | Sequence[int] | None = None,
+        *,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        cancel: threading.Event | None = None,
+    ) -> list[tuple[str, list[float] | None]]:
+        """(decoded answer, gate or None) per row from one generate call; `max_new_tokens` is one
+        budget for all rows, one per row, or None (each task's default). `cancel` stops decoding
+        at the next token when set (timeouts, gone clients)."""
+        if isinstance(max_new_tokens, (int, type(None))):
+            budgets = [max_new_tokens or DEFAULT_MAX_NEW_TOKENS[r.task] for r in rows]
+        else:
+            budgets = [int(b) for b in max_new_tokens]
+        controls = [RowControl(b, cancel) for b in budgets]
+        outs = self.generate_batch(rows, controls, Sampling(do_sample, temperature, top_p, seed))
+        return [(o.text, o.gate) for o in outs]
+
+    # ---------------------------------------------------------------- clips, several tasks each
     def analyze(
         self,
         media: str | os.PathLike | Any | None = None,
@@ -288,56 +309,84 @@ class Analyzer:
         top_p: float = 1.0,
         seed: int | None = None,
         asr: bool | None = None,
-        streamer=None,
+        on_text: Callable[[str], None] | None = None,
         cancel: threading.Event | None = None,
     ) -> AnalysisResult:
         """Answer `tasks` about one clip: a path, a decoded `MediaInput`, or frames / waveform arrays
-        (or nothing: text only). The encoders run once; tasks sharing an answer budget share one
-        generate call. `asr` (default: the analyzer's setting) transcribes speech when no
-        transcript is given."""
-        task_list = resolve_tasks(tasks)
-        if streamer is not None and len(task_list) != 1:
+        (or nothing: text only). The encoders run once and all tasks decode in one batched
+        generate, each to its own budget. `asr` (default: the analyzer's setting) transcribes
+        speech when no transcript is given. `on_text` receives the answer as it is decoded."""
+        t0 = time.perf_counter()
+        if media is None and (frames is not None or waveform is not None):
+            media = self.load_media(None, frames=frames, waveform=waveform, sample_rate=sample_rate)
+        wrap_s = time.perf_counter() - t0
+        req = AnalysisRequest(media, transcript, history, tasks, candidates, max_new_tokens,
+                              Sampling(do_sample, temperature, top_p, seed), asr, on_text, cancel)
+        (result,) = self.analyze_many([req])
+        result.timings["preprocess_s"] = round(result.timings["preprocess_s"] + wrap_s, 4)
+        return result
+
+    def analyze_many(self, requests: Sequence[AnalysisRequest], *, return_exceptions: bool = False) -> list[AnalysisResult | Exception]:
+        """Answer many requests together: their media decoded one by one, encoded in one batch per
+        encoder, and every (request, task) row decoded in one generate per group of compatible
+        sampling settings (`Sampling.group_key`). With `return_exceptions`, a request that fails
+        (bad media, bad task) yields its exception in its slot and the others carry on."""
+        prepared: list[Any] = []
+        for req in requests:
+            try:
+                prepared.append(self._prepare(req))
+            except Exception as e:
+                if not return_exceptions:
+                    raise
+                prepared.append(e)
+        ok = [i for i, p in enumerate(prepared) if not isinstance(p, Exception)]
+        t = time.perf_counter()
+        encoded = dict(zip(ok, self.encode([prepared[i]["media"] for i in ok]))) if ok else {}
+        self._sync()
+        encode_s = time.perf_counter() - t
+
+        groups: dict[tuple, list[tuple[int, str, Row, RowControl]]] = {}
+        for i in ok:
+            req, p = requests[i], prepared[i]
+            for task in p["tasks"]:
+                row = Row(encoded[i], task, p["transcript"], req.history or (), (req.candidates or {}).get(task))
+                ctrl = RowControl(req.max_new_tokens or DEFAULT_MAX_NEW_TOKENS[task], req.cancel, req.on_text)
+                groups.setdefault(req.sampling.group_key(i), []).append((i, task, row, ctrl))
+        answers: dict[tuple[int, str], RowOutput] = {}
+        t = time.perf_counter()
+        for items in groups.values():
+            outs = self.generate_batch([x[2] for x in items], [x[3] for x in items], requests[items[0][0]].sampling)
+            answers.update({(i, task): o for (i, task, _, _), o in zip(items, outs)})
+        self._sync()
+        generate_s = time.perf_counter() - t
+        return [p if isinstance(p, Exception) else
+                self._result(p, encoded[i], {task: answers[(i, task)] for task in p["tasks"]}, encode_s, generate_s, len(ok))
+                for i, p in enumerate(prepared)]
+
+    def _prepare(self, req: AnalysisRequest) -> dict[str, Any]:
+        """Decode (if a path), transcribe (if asked and needed); timings of this request alone."""
+        task_list = resolve_tasks(req.tasks)
+        if req.on_text is not None and len(task_list) != 1:
             raise ConfigError("streaming needs exactly one task")
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        if media is None or isinstance(media, (str, os.PathLike)):
-            decoded = self.load_media(media, frames=frames, waveform=waveform, sample_rate=sample_rate)
-        else:
-            decoded = media  # already a MediaInput
+        media = req.media
+        decoded = self.load_media(media) if media is None or isinstance(media, (str, os.PathLike)) else media
         timings["preprocess_s"] = time.perf_counter() - t0
-
-        transcript = (transcript or "").strip()
+        transcript = (req.transcript or "").strip()
         source = "given" if transcript else "none"
-        use_asr = self.asr if asr is None else asr
+        use_asr = self.asr if req.asr is None else req.asr
         if not transcript and use_asr and decoded is not None and decoded.audio is not None:
             t = time.perf_counter()
             transcript = self.transcribe(decoded.audio)
             timings["asr_s"] = time.perf_counter() - t
             source = "asr" if transcript else "none"
+        return {"tasks": task_list, "media": decoded, "transcript": transcript, "source": source, "timings": timings}
 
-        t = time.perf_counter()
-        (encoded,) = self.encode([decoded])
-        self._sync()
-        timings["encode_s"] = time.perf_counter() - t
-
-        # Group tasks by answer budget so short answers are not decoded as long as the longest.
-        groups: dict[int, list[str]] = {}
-        for task in task_list:
-            groups.setdefault(max_new_tokens or DEFAULT_MAX_NEW_TOKENS[task], []).append(task)
-        raw: dict[str, tuple[str, list[float] | None]] = {}
-        t = time.perf_counter()
-        for budget, group in groups.items():
-            rows = [Row(encoded, task, transcript, history, (candidates or {}).get(task)) for task in group]
-            outs = self.generate(rows, budget, do_sample=do_sample, temperature=temperature, top_p=top_p, seed=seed, streamer=streamer, cancel=cancel)
-            raw.update(zip(group, outs))
-        self._sync()
-        timings["generate_s"] = time.perf_counter() - t
-        timings = {k: round(v, 4) for k, v in timings.items()}
-
-        results = {task: parse_answer(task, raw[task][0]) for task in task_list}
-        gate = next((g for _, g in raw.values() if g is not None), None)
-        media_info = None
-        warnings: list[str] = []
+    def _result(self, p: dict[str, Any], encoded: Encoded, outs: dict[str, RowOutput], encode_s: float, generate_s: float, batch: int) -> AnalysisResult:
+        decoded = p["media"]
+        timings = {k: round(v, 4) for k, v in {**p["timings"], "encode_s": encode_s, "generate_s": generate_s}.items()}
+        media_info, warnings = None, []
         if decoded is not None:
             warnings = list(decoded.warnings)
             media_info = {
@@ -348,57 +397,56 @@ class Analyzer:
                 "faces": None if decoded.face_mask is None else int(np.sum(decoded.face_mask)),
             }
         return AnalysisResult(
-            results=results,
-            gate=gate,
-            timings=timings,
-            transcript=transcript,
-            transcript_source=source,
-            modalities=sorted(encoded.modalities),
-            media=media_info,
-            model=self.name,
-            warnings=warnings,
+            results={task: parse_answer(task, o.text) for task, o in outs.items()},
+            gate=next((o.gate for o in outs.values() if o.gate is not None), None),
+            timings=timings, transcript=p["transcript"], transcript_source=p["source"], modalities=sorted(encoded.modalities),
+            media=media_info, model=self.name, warnings=warnings,
+            finish={task: o.finish for task, o in outs.items()}, batch_size=batch,
         )
 
     # ---------------------------------------------------------------- plain chat (no task prompt)
-    @torch.no_grad()
     def chat(self, messages: Sequence[Mapping[str, str]], max_new_tokens: int = 128, *, do_sample: bool = False,
-             temperature: float = 1.0, top_p: float = 1.0, streamer=None, cancel: threading.Event | None = None) -> str:
+             temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None, on_text: Callable[[str], None] | None = None,
+             cancel: threading.Event | None = None) -> str:
         """The language model alone on a text conversation (no media, no task template): lets the
         server act as the text LLM that the evaluation's extractor / judge talk to."""
+        (out,) = self.chat_many([messages], [RowControl(max_new_tokens, cancel, on_text)], Sampling(do_sample, temperature, top_p, seed))
+        return out.text
+
+    @torch.no_grad()
+    def chat_many(self, conversations: Sequence[Sequence[Mapping[str, str]]], controls: Sequence[RowControl],
+                  sampling: Sampling = Sampling()) -> list[RowOutput]:
+        """Several text conversations in one left-padded LM generate (see `chat`)."""
         from ..prompts import sanitize_user_text
 
-        msgs = [{"role": m["role"], "content": sanitize_user_text(m["content"])} for m in messages]
-        prompt = self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-        ids = self.tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"][:, -self.model.config.text.max_length :]
-        ids = ids.to(self.device)
-        kwargs: dict[str, Any] = {}
-        if do_sample:
-            kwargs.update(temperature=max(float(temperature), 1e-5), top_p=float(top_p), top_k=None)
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        if streamer is not None:
-            kwargs["streamer"] = streamer
-        if cancel is not None:
-            kwargs["stopping_criteria"] = _stop_on(cancel)
-        tok = self.tokenizer
+        tok, max_len = self.tokenizer, self.model.config.text.max_length
+        prompts = []
+        for messages in conversations:
+            msgs = [{"role": m["role"], "content": sanitize_user_text(m["content"])} for m in messages]
+            text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+            prompts.append(tok(text, add_special_tokens=False)["input_ids"][-max_len:])
+        L = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), L), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, p in enumerate(prompts):
+            ids[i, L - len(p):] = torch.tensor(p, dtype=torch.long)
+            mask[i, L - len(p):] = 1
+
+        def call(**kw):
+            return self.model.language_model.generate(
+                input_ids=ids.to(self.device), attention_mask=mask.to(self.device), pad_token_id=tok.pad_token_id,
+                eos_token_id=self._eos_ids(), suppress_tokens=list(self.model.placeholder_ids.values()), **kw)
+
         with self._lock:
-            out = self.model.language_model.generate(
-                input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=int(max_new_tokens), do_sample=do_sample,
-                pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, suppress_tokens=list(self.model.placeholder_ids.values()), **kwargs,
-            )
-        return tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
+            outs, _ = run_rows(call, controls, sampling, tok, self._eos_ids())
+        return outs
+
+    def _eos_ids(self) -> list[int]:
+        tok = self.tokenizer
+        extra = [tok.convert_tokens_to_ids("<|endoftext|>")] if "<|endoftext|>" in tok.get_vocab() else []
+        return sorted({tok.eos_token_id, *extra})
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-
-def _stop_on(cancel: threading.Event):
-    """Stopping criteria that end decoding at the next token once `cancel` is set."""
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
-    class _Cancelled(StoppingCriteria):
-        def __call__(self, input_ids, scores, **kw):
-            return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
-
-    return StoppingCriteriaList([_Cancelled()])
