@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from .data.schema import BASIC_EMOTIONS, TASKS
+from .data.schema import TASKS
+from .labels import DEFAULT_CANDIDATES, MINTREC_INTENTS, SENTIMENTS  # noqa: F401 (re-exported)
 
 # Placeholder tokens, in prompt order. Their embedding rows are replaced by adapter outputs.
 MULTI, AUDIO, FACE, FRAME = "<MultiHere>", "<AudioHere>", "<FaceHere>", "<FrameHere>"
@@ -27,14 +28,6 @@ TASK_TAGS = {
     "mir": "[Intent]",
     "erg": "[Interaction]",
 }
-SENTIMENTS = ("positive", "negative", "neutral")
-# MIntRec's 20 intents: the default candidate set for MIR when a sample brings none.
-MINTREC_INTENTS = (
-    "Complain", "Praise", "Apologise", "Thank", "Criticize", "Agree", "Taunt", "Flaunt", "Joke",
-    "Oppose", "Comfort", "Care", "Inform", "Advise", "Arrange", "Introduce", "Leave", "Prevent",
-    "Greet", "Ask for help",
-)
-
 _INSTRUCTIONS = {
     "msa": "Judge the overall sentiment of the character. Choose one label from: {candidates}. "
     "Answer as 'The most likely label is X (score S).' with S between -3 and 3.",
@@ -141,7 +134,7 @@ def chat_messages(user_content: str) -> list[dict[str, str]]:
 
 
 def default_candidates(task: str) -> Sequence[str]:
-    return {"mer": BASIC_EMOTIONS, "msa": SENTIMENTS, "mir": MINTREC_INTENTS}.get(task, ())
+    return DEFAULT_CANDIDATES.get(task, ())
 
 
 # --- answer forms (targets for training, and what parsing expects back) --------------------------

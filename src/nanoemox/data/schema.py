@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..errors import DataError
+from ..labels import BASIC_EMOTIONS  # noqa: F401 (re-exported; the vocabularies live in nanoemox.labels)
 
 SCHEMA_VERSION = 1
 TASKS = ("msa", "mer", "ovmer", "eri", "mir", "erg")
-BASIC_EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 CHAIN_KEYS = ("event", "emotion", "cause", "goal")
 
 # Target fields that make a sample usable for each task.

@@ -17,8 +17,47 @@ from ..prompts import MODALITY_ORDER, PromptSpec, chat_messages, target_text, us
 from .configuration import NanoEmoXConfig
 
 ALL_MODALITIES = frozenset(MODALITY_ORDER)
-IGNORE_INDEX = -100
-MEDIA_KEYS = ("pixel_values", "frame_mask", "audio_values", "audio_mask", "face_values", "face_mask")
+IGNORE_INDEX = -100  # label of positions that are not scored (the prompt, padding)
+
+
+@dataclass(frozen=True)
+class EncoderKeys:
+    """The tensors around one encoder. Masks are (T,) / (K,) bool, True where real."""
+
+    input: str  # what the processor feeds it (per sample, no batch dim)
+    mask: str
+    outputs: tuple[str, ...]  # the EncoderOutputs fields it produces (cacheable)
+
+
+# The one modality -> tensor-key table. Each modality's placeholder block is computed from these
+# encoder outputs; the fused block needs both the frame and the audio pathway (multi-scale).
+ENCODER_KEYS = {
+    "vision_encoder": EncoderKeys("pixel_values", "frame_mask", ("frame_cls", "frame_ms")),
+    "audio_encoder": EncoderKeys("audio_values", "audio_mask", ("audio_clip", "audio_ms")),
+    "face_backbone": EncoderKeys("face_values", "face_mask", ("face",)),
+}
+MODALITY_SOURCES: dict[str, tuple[tuple[str, str], ...]] = {  # modality -> ((encoder, output field), ...)
+    "multi": (("vision_encoder", "frame_ms"), ("audio_encoder", "audio_ms")),
+    "audio": (("audio_encoder", "audio_clip"),),
+    "face": (("face_backbone", "face"),),
+    "frame": (("vision_encoder", "frame_cls"),),
+}
+MEDIA_KEYS = tuple(k for e in ENCODER_KEYS.values() for k in (e.input, e.mask))
+
+
+def encoders_for(modalities: Iterable[str]) -> set[str]:
+    """The encoders whose outputs the given placeholder blocks need."""
+    return {enc for m in modalities for enc, _ in MODALITY_SOURCES[m]}
+
+
+def media_keys(modalities: Iterable[str]) -> set[str]:
+    """Processor tensors (encoder inputs + masks) the given modalities need."""
+    return {k for enc in encoders_for(modalities) for k in (ENCODER_KEYS[enc].input, ENCODER_KEYS[enc].mask)}
+
+
+def encoded_keys(modalities: Iterable[str]) -> set[str]:
+    """EncoderOutputs fields (+ masks) the given modalities need."""
+    return {k for m in modalities for enc, f in MODALITY_SOURCES[m] for k in (f, ENCODER_KEYS[enc].mask)}
 
 
 @dataclass
@@ -75,15 +114,15 @@ class NanoEmoXProcessor:
 
     def media_tensors(self, media, modalities: Iterable[str]) -> dict[str, torch.Tensor]:
         """Per-sample encoder inputs for the given modalities (no batch dimension)."""
-        modalities = set(modalities)
+        need = encoders_for(modalities)
         out: dict[str, torch.Tensor] = {}
-        if "frame" in modalities or "multi" in modalities:
+        if "vision_encoder" in need:
             out["pixel_values"] = self._pixels(media.frames)  # (T, 3, S, S)
             out["frame_mask"] = torch.ones(out["pixel_values"].shape[0], dtype=torch.bool)
-        if "audio" in modalities or "multi" in modalities:
-            out["audio_values"] = self._audio(media.audio_clips)
+        if "audio_encoder" in need:
+            out["audio_values"] = self._audio(media.audio_clips)  # (K, N) or log-mel (80, F)
             out["audio_mask"] = torch.as_tensor(np.asarray(media.audio_clip_mask, dtype=bool))
-        if "face" in modalities:
+        if "face_backbone" in need:
             out["face_values"] = self._faces(media.faces)  # (T, C, S, S)
             out["face_mask"] = torch.as_tensor(np.asarray(media.face_mask, dtype=bool))
         return out
@@ -207,29 +246,17 @@ class NanoEmoXProcessor:
 
 
 def modalities_from_encoded(enc: dict[str, torch.Tensor]) -> set[str]:
-    """Modalities a sample has, read from its (cached) encoder-output masks."""
-    have = set()
-    if "frame_mask" in enc and bool(enc["frame_mask"].any()):
-        have.add("frame")
-    if "audio_mask" in enc and bool(enc["audio_mask"].any()):
-        have.add("audio")
-    if "face_mask" in enc and bool(enc["face_mask"].any()):
-        have.add("face")
-    if {"frame", "audio"} <= have:
-        have.add("multi")
-    return have
+    """Modalities a sample has, read from its (cached) encoder-output masks: a block is present
+    when every encoder it draws on has at least one real frame / clip / face."""
+    def real(encoder: str) -> bool:
+        mask = enc.get(ENCODER_KEYS[encoder].mask)
+        return mask is not None and bool(mask.any())
 
-
-_ENCODED_KEYS = {
-    "frame": ("frame_cls", "frame_mask"),
-    "multi": ("frame_ms", "frame_mask", "audio_ms", "audio_mask"),
-    "audio": ("audio_clip", "audio_mask"),
-    "face": ("face", "face_mask"),
-}
+    return {m for m in MODALITY_ORDER if all(real(e) for e in encoders_for([m]))}
 
 
 def keep_encoded(enc: dict[str, torch.Tensor], modalities: Iterable[str]) -> dict[str, torch.Tensor]:
-    keys = {k for m in modalities for k in _ENCODED_KEYS[m]}
+    keys = encoded_keys(modalities)
     return {k: v for k, v in enc.items() if k in keys}
 
 

@@ -11,17 +11,10 @@ import torch
 from ..data.schema import AffectSample
 from ..errors import NanoEmoXError
 from ..modeling.modeling_nanoemox import NanoEmoXForConditionalGeneration
-from ..modeling.processing import NanoEmoXProcessor
+from ..modeling.processing import ENCODER_KEYS, NanoEmoXProcessor
 
 log = logging.getLogger(__name__)
-
-# Which encoder produces which EncoderOutputs fields, and which media tensors feed it.
-ENCODERS = {
-    "vision_encoder": (("frame_cls", "frame_ms"), ("pixel_values",), "frame_mask"),
-    "audio_encoder": (("audio_clip", "audio_ms"), ("audio_values",), "audio_mask"),
-    "face_backbone": (("face",), ("face_values",), "face_mask"),
-}
-MASKS = ("frame_mask", "audio_mask", "face_mask")
+ENCODERS = ENCODER_KEYS  # encoder name -> its input / mask / output keys (the trainer's name for it)
 
 
 @dataclass
@@ -67,14 +60,13 @@ class PreparedData:
             mods = processor.present_modalities(media)
             tensors = processor.media_tensors(media, mods) if media is not None else {}
             item = PreparedSample(sample=s)
-            for enc, (_, inputs, mask) in ENCODERS.items():
-                if mask in tensors:
-                    item.encoded[mask] = tensors[mask]
+            for enc, keys in ENCODER_KEYS.items():
+                if keys.mask in tensors:
+                    item.encoded[keys.mask] = tensors[keys.mask]
                     target = item.media if enc in trained_encoders else self._raw_inputs.setdefault(s.id, {})
-                    for k in inputs:
-                        target[k] = tensors[k]
+                    target[keys.input] = tensors[keys.input]
                     if enc in trained_encoders:
-                        item.media[mask] = tensors[mask]
+                        item.media[keys.mask] = tensors[keys.mask]
             self.items[s.id] = item
         if self.bad:
             log.warning("%d sample(s) skipped: %s", len(self.bad), "; ".join(f"{i}: {r}" for i, r in self.bad[:3]))
@@ -83,11 +75,11 @@ class PreparedData:
         """Make sure every sample holds outputs of each encoder in `frozen`, computed with its
         current weights (disk cache keyed by sample + fingerprint)."""
         for enc in sorted(frozen):
-            fields, inputs, mask = ENCODERS[enc]
+            keys = ENCODER_KEYS[enc]
             fp = encoder_fingerprint(self.model, enc, self.processor_key)
             todo = []
             for sid, item in self.items.items():
-                if mask not in item.encoded:
+                if keys.mask not in item.encoded:
                     continue  # modality absent for this sample
                 if item.encoded.get("_fp_" + enc) == fp:
                     continue
@@ -106,26 +98,26 @@ class PreparedData:
                 ids = todo[start : start + batch_size]
                 srcs = [self.items[i].media if enc in self.trained_encoders else self._raw_inputs[i] for i in ids]
                 with torch.no_grad():
-                    x = torch.stack([s[inputs[0]] for s in srcs])
+                    x = torch.stack([s[keys.input] for s in srcs])
                     out = module(x)
                 out = out if isinstance(out, tuple) else (out,)
                 for j, sid in enumerate(ids):
-                    tensors = {f: o[j].contiguous() for f, o in zip(fields, out)}
+                    tensors = {f: o[j].contiguous() for f, o in zip(keys.outputs, out)}
                     self.items[sid].encoded.update(tensors)
                     self.items[sid].encoded["_fp_" + enc] = fp
                     if self.cache is not None:
                         self.cache.put(f"{sid}:{_media_key(self.items[sid].sample)}", f"{enc}:{fp}", tensors)
         # Inputs of encoders that never train are not needed once encoded.
-        if frozen >= set(ENCODERS) - self.trained_encoders:
+        if frozen >= set(ENCODER_KEYS) - self.trained_encoders:
             self._raw_inputs.clear()
 
     def encoder_outputs(self, sid: str, frozen: set[str]) -> dict[str, torch.Tensor]:
         item = self.items[sid]
         out = {}
-        for enc, (fields, _, mask) in ENCODERS.items():
-            if mask in item.encoded and enc in frozen:
-                out.update({f: item.encoded[f] for f in fields})
-                out[mask] = item.encoded[mask]
+        for enc, keys in ENCODER_KEYS.items():
+            if keys.mask in item.encoded and enc in frozen:
+                out.update({f: item.encoded[f] for f in keys.outputs})
+                out[keys.mask] = item.encoded[keys.mask]
         return out
 
 

@@ -22,7 +22,7 @@ from ..data.schema import read_manifest
 from ..errors import ConfigError, NanoEmoXError
 from ..modeling.modeling_nanoemox import EncoderOutputs, NanoEmoXForConditionalGeneration
 from ..modeling.presets import get_preset
-from ..modeling.processing import Example, NanoEmoXProcessor, keep_encoded, modalities_from_encoded, stack_tensors
+from ..modeling.processing import Example, NanoEmoXProcessor, keep_encoded, media_keys, modalities_from_encoded, stack_tensors
 from ..prompts import answer_words, target_text
 from ..storage import append_line, atomic_path, atomic_write_json
 from .objectives import alignment_loss, word_targets
@@ -380,11 +380,7 @@ def _lr_lambda(phase: PhaseSpec):
 
 
 def _media_needed(key: str, mods: set[str]) -> bool:
-    if key in ("pixel_values", "frame_mask"):
-        return bool({"frame", "multi"} & mods)
-    if key in ("audio_values", "audio_mask"):
-        return bool({"audio", "multi"} & mods)
-    return "face" in mods
+    return key in media_keys(mods)
 
 
 def _has_target(sample, task: str) -> bool:

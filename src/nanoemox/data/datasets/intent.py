@@ -19,15 +19,10 @@ from pathlib import Path
 from typing import Iterator
 
 from ...errors import DataError
-from ...prompts import MINTREC_INTENTS
+from ...labels import MINTREC2_INTENTS, MINTREC_INTENTS
 from ..schema import AffectSample
 from .base import AUDIO_EXTS, Context, emotion_label, iter_rows, pick, read_json, register, split_from_name
 
-MINTREC2_INTENTS = (
-    "Acknowledge", "Advise", "Agree", "Apologise", "Arrange", "Ask for help", "Asking for opinions", "Care",
-    "Comfort", "Complain", "Confirm", "Criticize", "Doubt", "Emphasize", "Explain", "Flaunt", "Greet", "Inform",
-    "Introduce", "Invite", "Joke", "Leave", "Oppose", "Plan", "Praise", "Prevent", "Refuse", "Taunt", "Thank", "Warn",
-)
 CREMA_EMOTIONS = ("angry", "disgust", "fear", "happy", "neutral", "sad")
 _CREMA_CODES = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
 _CREMA_SENTENCES = {

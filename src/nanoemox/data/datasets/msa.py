@@ -10,10 +10,9 @@ neutral).
 from __future__ import annotations
 
 from ...errors import DataError
+from ...labels import SENTIMENTS
 from ..schema import AffectSample
 from .base import Context, has_column, pick, read_table, register, split_from_name
-
-SENTIMENTS = ["positive", "negative", "neutral"]
 
 
 def _msa(ctx: Context, scale: float, lo: float, hi: float):
@@ -58,7 +57,7 @@ def _msa(ctx: Context, scale: float, lo: float, hi: float):
         video = ctx.locator.by_name(f"Raw/{vid}/{cid}", f"{vid}/{cid}", sid, f"video/{sid}") if cid else ctx.locator.by_name(vid, f"Raw/{vid}")
         yield AffectSample(
             id=sid, source=ctx.spec.name, task="msa", video=video, transcript=pick(row, "text", "transcript"),
-            sentiment_score=round(score * scale, 4), candidates={"msa": SENTIMENTS}, meta=meta,
+            sentiment_score=round(score * scale, 4), candidates={"msa": list(SENTIMENTS)}, meta=meta,
         )
 
 
