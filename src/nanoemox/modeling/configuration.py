@@ -94,6 +94,7 @@ class FusionConfig:
     ffn: int = 2048
     gate_hidden: int = 512
     dropout: float = 0.0
+    shared_projections: bool = False  # one audio + one visual projection for all experts (paper preset)
 
 
 @dataclass

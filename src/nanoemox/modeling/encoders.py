@@ -17,6 +17,21 @@ def _maybe_no_grad(module: nn.Module):
     return contextlib.nullcontext() if trainable else torch.no_grad()
 
 
+_META_KEYS = {"transformers_version", "architectures", "_name_or_path", "torch_dtype", "dtype", "id2label", "label2id", "output_hidden_states", "return_dict", "use_cache"}
+
+
+def record_loaded_config(cfg, attr: str, loaded) -> None:
+    """Write a loaded checkpoint's own architecture into the part's config (its `encoder_config` /
+    `backbone_config`), so the saved config.json records the widths and depths actually loaded
+    rather than the preset's nominal ones (as LLaVA keeps the vision config it read)."""
+    d = loaded if isinstance(loaded, dict) else loaded.to_dict()
+    d = {k: v for k, v in d.items() if k not in _META_KEYS and not k.startswith("_")}
+    if isinstance(cfg, dict):
+        cfg[attr] = d
+    else:
+        setattr(cfg, attr, d)
+
+
 def _select(hidden_states: tuple[torch.Tensor, ...], layer: int, what: str) -> torch.Tensor:
     n = len(hidden_states)
     if not -n <= layer < n:
@@ -32,6 +47,8 @@ class VisionEncoder(nn.Module):
         self.cfg = cfg
         self.tower = _build_vision_tower(cfg)
         self.hidden_size = self.tower.config.hidden_size
+        if cfg.source == "path":
+            record_loaded_config(cfg, "encoder_config", self.tower.config)
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # pixel_values: (B, T, 3, H, W)
@@ -80,10 +97,17 @@ class AudioEncoder(nn.Module):
         self.cfg = cfg
         self.encoder = _build_audio_encoder(cfg)
         self.hidden_size = self.encoder.config.hidden_size if hasattr(self.encoder.config, "hidden_size") else self.encoder.config.d_model
+        if cfg.source == "path":
+            record_loaded_config(cfg, "encoder_config", self.encoder.config)
+        # feature_layer may list several layers: their per-clip features are averaged (the paper's
+        # HuBERT feature is the mean of its last four layers).
+        fl = cfg.feature_layer
+        self.feature_layers = [int(i) for i in fl] if isinstance(fl, (list, tuple)) else [int(fl)]
 
     def forward(self, audio_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         K = self.cfg.num_clips
-        layers = [self.cfg.feature_layer, *self.cfg.fusion_layers]
+        nf = len(self.feature_layers)
+        layers = [*self.feature_layers, *self.cfg.fusion_layers]
         with _maybe_no_grad(self.encoder):
             if self.cfg.encoder_type == "whisper":
                 per_clip = int(round(self.cfg.clip_seconds * 50))  # Whisper: 50 positions per second
@@ -93,7 +117,8 @@ class AudioEncoder(nn.Module):
                 B = audio_values.shape[0]
                 hs = self.encoder(audio_values.flatten(0, 1), output_hidden_states=True).hidden_states
                 pooled = [_select(hs, i, "audio").mean(1).view(B, K, -1) for i in layers]  # (B, K, D)
-        return pooled[0], torch.stack(pooled[1:], 2)  # (B, K, D), (B, K, E, D)
+        feature = pooled[0] if nf == 1 else torch.stack(pooled[:nf]).mean(0)
+        return feature, torch.stack(pooled[nf:], 2)  # (B, K, D), (B, K, E, D)
 
 
 def _whisper_hidden_states(encoder: nn.Module, mel: torch.Tensor, positions: int) -> list[torch.Tensor]:
@@ -151,18 +176,30 @@ class FaceBackbone(nn.Module):
 
             self.net = load_fer() if cfg.source == "builtin" else MiniXception(**cfg.backbone_config)
             self.feature_dim = self.net.feature_dim
+        elif cfg.backbone_type == "facexformer":
+            from .pretrained.facexformer import FaceXFormerEncoder, load_facexformer
+
+            if cfg.source == "path":
+                self.net = load_facexformer(cfg.path or "")
+                record_loaded_config(cfg, "backbone_config", self.net.arch)
+            elif cfg.source == "random":
+                self.net = FaceXFormerEncoder(**cfg.backbone_config)
+            else:
+                raise ConfigError(f"face source {cfg.source!r} is not supported for facexformer (random | path)")
+            self.feature_dim = self.net.feature_dim
         elif cfg.backbone_type == "swin":
             from transformers import AutoModel, SwinConfig, SwinModel
 
             if cfg.source == "path":
                 self.net = AutoModel.from_pretrained(_local(cfg.path, "face"), dtype=torch.float32)
+                record_loaded_config(cfg, "backbone_config", self.net.config)
             elif cfg.source == "random":
                 self.net = SwinModel(SwinConfig(**cfg.backbone_config))
             else:
                 raise ConfigError(f"face source {cfg.source!r} is not supported for swin (random | path)")
             self.feature_dim = self.net.config.hidden_size
         else:
-            raise ConfigError(f"face backbone_type {cfg.backbone_type!r} is not supported (fer | swin)")
+            raise ConfigError(f"face backbone_type {cfg.backbone_type!r} is not supported (fer | facexformer | swin)")
 
     @property
     def in_channels(self) -> int:
@@ -174,6 +211,8 @@ class FaceBackbone(nn.Module):
         with _maybe_no_grad(self.net):
             if self.cfg.backbone_type == "fer":
                 feats = self.net(x).features
+            elif self.cfg.backbone_type == "facexformer":
+                feats = self.net(x)
             else:
                 feats = self.net(pixel_values=x).pooler_output
         return feats.view(B, T, -1)

@@ -78,7 +78,7 @@ class NanoEmoXForConditionalGeneration(nn.Module):
         self.visual_adapter = QFormerAdapter(Dv, D, tk.frame, config.vision.num_frames, ad.qformer_hidden, ad.qformer_layers, ad.qformer_heads, ad.qformer_ffn, ad.dropout)
         self.audio_adapter = QFormerAdapter(Da, D, tk.audio, config.audio.num_clips, ad.qformer_hidden, ad.qformer_layers, ad.qformer_heads, ad.qformer_ffn, ad.dropout)
         self.face_adapter = FaceTemporalAdapter(Df, D, tk.face, config.vision.num_frames, ad.face_hidden, ad.face_heads, ad.face_layers, ad.dropout)
-        self.fusion = FusionEncoder(Da, Dv, D, config.num_experts, tk.multi, fu.hidden, fu.heads, fu.ffn, fu.gate_hidden, fu.dropout)
+        self.fusion = FusionEncoder(Da, Dv, D, config.num_experts, tk.multi, fu.hidden, fu.heads, fu.ffn, fu.gate_hidden, fu.dropout, shared_projections=getattr(fu, "shared_projections", False))
         self.language_model = _add_lora(lm, config)
         self.placeholder_ids = {m: tokenizer.convert_tokens_to_ids(PLACEHOLDERS[m]) for m in MODALITY_ORDER}
         # Rows of the embedding matrix that nanoemox added (placeholders): saved with the adapters.

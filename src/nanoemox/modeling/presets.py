@@ -5,9 +5,11 @@
   (LLM), Whisper tiny.en encoder (audio), the FER2013 mini-Xception (face). The vision tower is a
   small randomly initialised CLIP-shaped model, trainable in phase 1b: no CLIP / SigLIP / ViT
   weights ship in any package reachable offline, so the frame pathway must learn from data.
-- paper: CLIP ViT-L/14, HuBERT-L, a Swin-B face backbone, Qwen2.5-1.5B-Instruct (~2.3B). Weights come
-  from local Hugging Face folders (`paper_paths`); without them the preset is built with the same
-  shapes (random / meta device) for parameter counting.
+- paper: CLIP ViT-L/14, HuBERT-L (mean of its last four layers), FaceXFormer's Swin-B face encoder,
+  Qwen2.5-1.5B-Instruct (~2.2B); fusion experts with shared projections and a 512-wide FFN, as the
+  authors built them. Weights come from local folders (NANOEMOX_*_PATH); the loaded checkpoints'
+  own configs decide widths, depths and vocabulary (the numbers below only apply to random builds,
+  used for parameter counting); the preset's layer indices choose what feeds the fusion encoder.
 """
 from __future__ import annotations
 
@@ -105,15 +107,12 @@ def paper(paths: dict[str, str] | None = None) -> NanoEmoXConfig:
         audio=AudioConfig(  # HuBERT-L
             source=as_, path=ap, encoder_type="hubert",
             encoder_config=dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True),
-            feature_layer=-1, fusion_layers=[16, 18, 22], num_clips=8, clip_seconds=2.0,
+            # the authors' audio feature: the mean of HuBERT's last four layers
+            feature_layer=[-4, -3, -2, -1], fusion_layers=[16, 18, 22], num_clips=8, clip_seconds=2.0,
         ),
-        face=FaceConfig(  # Swin-B-sized face backbone (FaceXFormer's encoder family)
-            source=fs, path=fp, backbone_type="swin", input_size=224,
-            backbone_config=dict(image_size=224, embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32], window_size=7),
-            image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
-        ),
+        face=_paper_face(fs, fp),
         adapters=AdapterConfig(),
-        fusion=FusionConfig(),
+        fusion=FusionConfig(ffn=512, shared_projections=True),  # as the authors built the experts
         tokens=TokenConfig(),
         text=TextConfig(  # Qwen2.5-1.5B-Instruct
             source=ts, path=tp, model_type="qwen2", tokenizer="byte" if ts == "random" else "path", max_length=1024,
@@ -122,6 +121,21 @@ def paper(paths: dict[str, str] | None = None) -> NanoEmoXConfig:
         ),
         lora=LoraSettings(),
     )
+
+
+def _paper_face(source: str, path: str | None) -> FaceConfig:
+    """FaceXFormer's encoder (the release's .pt file, or a folder holding it); a Hugging Face Swin
+    folder (with config.json) is the generic alternative. Both take 224 px ImageNet-normalised crops."""
+    from pathlib import Path
+
+    from .pretrained.facexformer import IMAGE_MEAN, IMAGE_STD, SWIN_B
+
+    swin_folder = source == "path" and Path(path or "").is_dir() and (Path(path) / "config.json").is_file()
+    if swin_folder:
+        backbone, arch = "swin", dict(image_size=224, embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32], window_size=7)
+    else:
+        backbone, arch = "facexformer", {k: list(v) if isinstance(v, tuple) else v for k, v in SWIN_B.items()}
+    return FaceConfig(source=source, path=path, backbone_type=backbone, input_size=224, backbone_config=arch, image_mean=list(IMAGE_MEAN), image_std=list(IMAGE_STD))
 
 
 def get_preset(name: str, **kwargs) -> NanoEmoXConfig:
