@@ -14,6 +14,7 @@ _AREAS = (
     "nanoemox.training.cli",  # demo, train
     "nanoemox.inference.cli",  # analyze, predict
     "nanoemox.evaluation.cli",  # evaluate
+    "nanoemox.evaluation.benchmark_cli",  # benchmark (paper tables end to end)
     "nanoemox.serving.cli",  # serve
     "nanoemox.data.synth.cli",  # synth
     "nanoemox.data.cli",  # inspect, data

@@ -1,4 +1,5 @@
-"""`nanoemox evaluate {run,ovmer,eri-files,benchmark}`."""
+"""`nanoemox evaluate {run,ovmer,eri-files,benchmark}` and the paper's tables
+(`unibench`, `avamerg`, `hitrate`, `sentiment`, `mintrec`: see paper_cli.py)."""
 from __future__ import annotations
 
 import argparse
@@ -45,6 +46,10 @@ def register(subparsers) -> None:
     b.add_argument("-n", type=int, default=10000)
     b.add_argument("--wheel-dir", help=wheel_help)
     b.set_defaults(func=_benchmark)
+
+    from .paper_cli import register_paper
+
+    register_paper(sub, wheel_help)
 
 
 def _extractor_args(p: argparse.ArgumentParser) -> None:

@@ -41,6 +41,8 @@ def register(subparsers) -> None:
     q.add_argument("--protocol", choices=("native", "unibench"), default="native",
                    help="native: each sample's own tasks; unibench: ask every sample the open-vocabulary "
                    "[Recogn_OV] question (MER-UniBench's zero-shot protocol, for MER / MSA / OV manifests)")
+    q.add_argument("--quantize", choices=("int8",), default=None,
+                   help="int8: dynamic int8 quantisation of the language model (CPU only)")
     _decoding_args(q)
     q.set_defaults(func=run_predict)
 
@@ -156,8 +158,9 @@ def run_predict(args) -> int:
         from .analyzer import resolve_tasks
 
         tasks = resolve_tasks(args.tasks)
+    extra = {"quantize": args.quantize} if args.quantize else {}
     stats = predict_manifest(
-        lambda: _load_analyzer(args), args.manifest, args.out, tasks=tasks, protocol=args.protocol,
+        lambda: _load_analyzer(args, **extra), args.manifest, args.out, tasks=tasks, protocol=args.protocol,
         batch_size=args.batch_size, limit=args.limit, max_new_tokens=args.max_new_tokens, quiet=args.quiet,
         rank=rank, world=world, do_sample=args.sample, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
     )
