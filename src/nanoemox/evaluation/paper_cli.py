@@ -71,6 +71,15 @@ def register_paper(sub, wheel_help: str) -> None:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_sentiment)
 
+    e = sub.add_parser("emer", help="EMER rationales: LLM judge (clue / emotion overlap 1-10, T=0) + wheel-F complement")
+    e.add_argument("root", metavar="DIR", help="prediction CSVs (names, chi_reasons|reasons) with gt-eng.csv beside them")
+    e.add_argument("--judge-url", help="OpenAI-compatible endpoint of the judge (omit for the wheel-F complement only)")
+    e.add_argument("--judge-model", default="default")
+    e.add_argument("--wheel-dir", help=wheel_help)
+    e.add_argument("--json", action="store_true")
+    extractor_args(e)
+    e.set_defaults(func=_emer)
+
     m = sub.add_parser("mintrec", help="MIntRec ACC / WF1 / WP with exact string match of a name,gt,pred CSV")
     m.add_argument("--labels", required=True, metavar="CSV")
     m.add_argument("--json", action="store_true")
@@ -127,6 +136,46 @@ def _sentiment(args) -> int:
         scores.append(v)
     r = paper_waf(scores, pred)
     return _emit(args, r, f"WAF {100 * r['waf']:.2f}  accuracy {100 * r['accuracy']:.2f}  ({r['n_scored']} scored, {r['n_gold_zero']} gold 0 dropped)\n")
+
+
+def _emer(args) -> int:
+    from ..errors import DataError
+    from .emer import judge_rationales, rationale_wheel_f
+    from .extractors import OpenAIExtractor
+    from .wheel import load_wheels
+
+    root = Path(args.root)
+    files = sorted(p for p in root.rglob("*.csv") if p.name not in ("gt-eng.csv", "gt.csv")) if root.is_dir() else []
+    if not files:
+        raise DataError(f"{root}: no prediction CSVs (with gt-eng.csv beside them) found")
+    ws = load_wheels(args.wheel_dir)
+    ext = build_extractor(args, ws)
+    judge = OpenAIExtractor(base_url=args.judge_url, model=args.judge_model, max_tokens=16) if args.judge_url else None
+    rows = []
+    for f in files:
+        names, refs = _read_csv(f.parent / "gt-eng.csv", ("names", "reasons"))
+        _read_csv(f, ("names",))  # a clear error when the column is missing
+        import pandas as pd
+
+        pr = pd.read_csv(f, dtype=str, keep_default_na=False)
+        col = "chi_reasons" if "chi_reasons" in pr.columns else "reasons" if "reasons" in pr.columns else None
+        if col is None:
+            raise DataError(f"{f}: no chi_reasons / reasons column")
+        pmap = dict(zip(pr["names"], pr[col]))
+        preds = [pmap.get(n, "") for n in names]
+        row = {"file": str(f.relative_to(root)), "n": len(names), "n_no_prediction": sum(n not in pmap for n in names)}
+        w = rationale_wheel_f(ext, preds, refs, ws)
+        row.update(wheel_f=w["f"], wheel_n_missing=w["n_missing"])
+        if judge is not None:
+            j = judge_rationales(judge, preds, refs)
+            row.update(judge_clue=j["clue"], judge_emotion=j["emotion"], judge_clue_missing=j["n_clue_missing"],
+                       judge_emotion_missing=j["n_emotion_missing"])
+        rows.append(row)
+    head = "| file | n | judge clue (1-10) | judge emotion (1-10) | wheel F (x100) |\n|---|---|---|---|---|\n"
+    fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    body = "".join(f"| {r['file']} | {r['n']} | {fmt(r.get('judge_clue'))} | {fmt(r.get('judge_emotion'))} | {100 * r['wheel_f']:.2f} |\n" for r in rows)
+    note = f"\nExtractor: {ext.identity}" + (" (offline proxy, not the paper's LLM)" if ext.is_proxy else "") + ".\n"
+    return _emit(args, {"rows": rows, "extractor": ext.identity}, head + body + note)
 
 
 def _mintrec(args) -> int:
