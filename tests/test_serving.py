@@ -68,7 +68,7 @@ def _png(image: np.ndarray) -> bytes:
 def test_health_models_and_key(server):
     url, app = server
     h = httpx.get(f"{url}/healthz").json()
-    assert h["status"] == "ok" and h["auth"] is True and h["queue"]["capacity"] == 4
+    assert h["status"] == "ok" and h["auth"] is True and h["queue"]["capacity"] == 3 + h["batching"]["max_batch"]
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}):
         r = httpx.get(f"{url}/v1/models", headers=headers)
         assert r.status_code == 401 and "API key" in r.json()["error"]["message"]

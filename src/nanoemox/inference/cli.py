@@ -24,6 +24,8 @@ def register(subparsers) -> None:
     p.add_argument("--transcript", help="what is said in the clip (the 'subtitle')")
     p.add_argument("--history", help='earlier dialogue turns as JSON: [{"speaker": "...", "text": "..."}]')
     p.add_argument("--asr", action="store_true", help="transcribe the speech with Whisper tiny.en when no --transcript is given")
+    p.add_argument("--quantize", choices=("int8",), default=None,
+                   help="int8: dynamic int8 quantisation of the language model (CPU only)")
     _model_args(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     _decoding_args(p)
@@ -82,7 +84,7 @@ def run_analyze(args) -> int:
     history = _parse_history(args.history)
     if not Path(args.path).exists():
         raise MediaError(args.path, "file not found")
-    analyzer = _load_analyzer(args)
+    analyzer = _load_analyzer(args, **({"quantize": args.quantize} if args.quantize else {}))
     result = analyzer.analyze(
         args.path, transcript=args.transcript, history=history, tasks=tasks, max_new_tokens=args.max_new_tokens,
         do_sample=args.sample, temperature=args.temperature, top_p=args.top_p, seed=args.seed, asr=args.asr,

@@ -155,9 +155,12 @@ def quantize_language_model(model: nn.Module, mode: str | None) -> nn.Module:
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     lm = model.language_model
-    for module in lm.modules():  # LoRA folded into its base weights first: one int8 matmul per layer
-        if hasattr(module, "lora_A") and hasattr(module, "merge") and not getattr(module, "merged", False):
-            module.merge()
+    for name, module in list(lm.named_modules()):  # LoRA folded into its base weights: one int8 matmul per layer
+        if hasattr(module, "lora_A") and hasattr(module, "base_layer") and hasattr(module, "merge"):
+            if not getattr(module, "merged", False):
+                module.merge()
+            parent, _, child = name.rpartition(".")
+            setattr(lm.get_submodule(parent) if parent else lm, child, module.base_layer)
     names = {n: per_channel_dynamic_qconfig for n, m in lm.named_modules() if type(m) is nn.Linear and "lora_" not in n}
     if "fbgemm" not in torch.backends.quantized.supported_engines and "qnnpack" in torch.backends.quantized.supported_engines:
         torch.backends.quantized.engine = "qnnpack"  # ARM CPUs

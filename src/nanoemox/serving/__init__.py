@@ -1,4 +1,5 @@
 """The HTTP server (`nanoemox serve`): OpenAI-compatible chat, multipart analysis, a web page."""
-from .app import ServerSettings, create_app
+from .app import create_app
+from .schema import ServerSettings
 
 __all__ = ["ServerSettings", "create_app"]

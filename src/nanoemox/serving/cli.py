@@ -21,6 +21,9 @@ def register(subparsers) -> None:
     p.add_argument("--max-clip-seconds", type=float, default=60.0, help="longest clip accepted (default 60 s)")
     p.add_argument("--timeout", type=float, default=120.0, help="per-request deadline in seconds (default 120)")
     p.add_argument("--queue-size", type=int, default=8, help="requests that may wait for the model; more get 503 (default 8)")
+    p.add_argument("--max-batch", type=int, default=8, help="requests decoded together at most (default 8; 1 = no batching)")
+    p.add_argument("--batch-wait-ms", type=float, default=5.0, help="how long an idle model waits for companions of a request (default 5 ms)")
+    p.add_argument("--quantize", choices=("int8",), help="int8 dynamic quantisation of the language model (CPU only)")
     p.add_argument("--asr", action="store_true", help="transcribe speech when a request brings no transcript")
     p.set_defaults(func=run_serve)
 
@@ -31,11 +34,17 @@ def run_serve(args: argparse.Namespace) -> int:
     from ..inference.analyzer import Analyzer
     from .app import ServerSettings, create_app
 
-    if args.queue_size < 0 or args.max_upload_mb <= 0 or args.max_clip_seconds <= 0 or args.timeout <= 0:
-        raise ConfigError("--queue-size must be >= 0; --max-upload-mb, --max-clip-seconds and --timeout must be positive")
-    analyzer = Analyzer.load(model=args.model, preset=args.preset, device=args.device)
-    settings = ServerSettings(api_key=args.api_key, max_upload_mb=args.max_upload_mb, max_clip_seconds=args.max_clip_seconds,
-                              timeout_s=args.timeout, queue_size=args.queue_size, asr=args.asr)
+    from pydantic import ValidationError
+
+    try:
+        settings = ServerSettings(api_key=args.api_key, max_upload_mb=args.max_upload_mb, max_clip_seconds=args.max_clip_seconds,
+                                  timeout_s=args.timeout, queue_size=args.queue_size, max_batch=args.max_batch,
+                                  batch_wait_ms=args.batch_wait_ms, asr=args.asr)
+    except ValidationError as e:
+        err = e.errors()[0]
+        flag = {"timeout_s": "timeout"}.get(str(err["loc"][0]), str(err["loc"][0])).replace("_", "-")
+        raise ConfigError(f"--{flag} {err['input']!r}: {err['msg']}") from None
+    analyzer = Analyzer.load(model=args.model, preset=args.preset, device=args.device, quantize=args.quantize)
     app = create_app(analyzer, settings)
     print(f"nanoemox serve: {analyzer.name} on http://{args.host}:{args.port}/ (OpenAI base_url http://{args.host}:{args.port}/v1)",
           file=sys.stderr, flush=True)
