@@ -137,6 +137,9 @@ def generate_corpus(
     checked = sum(r["stats"]["frames_checked"] for r in ordered)
     found = sum(r["stats"]["faces_found"] for r in ordered)
     probes = run_probes(records, [r["features"] for r in ordered], [r["stats"]["lexicon"] for r in ordered], splits, seed)
+    from .card import task_probes
+
+    task_scores = task_probes(records, probes["accuracy"])
     media_bytes = sum((out / r["video"]).stat().st_size for r in records)
     summary = {
         "out_dir": str(out),
@@ -150,6 +153,7 @@ def generate_corpus(
         "face_detection_rate": found / max(checked, 1),
         "media_mb": media_bytes / 2**20,
         "probes": probes,
+        "task_probes": task_scores,
         "seconds": elapsed,
         "seconds_per_clip": elapsed / n,
         "workers": workers,

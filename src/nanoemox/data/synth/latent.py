@@ -149,20 +149,27 @@ def sample_latent(index: int, emotion: str, intent: str, rng: np.random.Generato
         w[modes.index("congruent")] = 0.0
     text_mode = modes[int(rng.choice(len(modes), p=w / w.sum()))]
     cue_list = list(cues) + (["text"] if text_mode == "congruent" else [])
-    scale = 1.0 if intensity == "strong" else 0.6
-    score = SENTIMENT_BASE[emotion] * scale
-    if emotion != "neutral":
-        score += float(rng.uniform(-0.25, 0.25))
-        score = float(np.clip(score, -3.0, 3.0))
-        sign = 1.0 if emotion in POSITIVE else -1.0
-        score = sign * max(abs(score), 0.3)
+    if cues == ("voice",):
+        # a voice-only sample speaks with the full profile (its only cue must stay recognisable),
+        # so the intensity it renders -- and the labels that follow it -- is "strong"
+        intensity = "strong"
+    # the score is a function of what is rendered (emotion and intensity), with no hidden noise
+    score = sentiment_score(emotion, intensity)
     return Latent(
         index=index, emotion=emotion, intensity=intensity, intent=intent, event=event,
         cue_modalities=cue_list, text_mode=text_mode, sentiment_score=round(score, 1),
     )
 
 
+def sentiment_score(emotion: str, intensity: str) -> float:
+    """Sentiment in [-3, 3]: the emotion's signed magnitude, scaled down at mild intensity."""
+    return round(SENTIMENT_BASE[emotion] * (1.0 if intensity == "strong" else 0.6), 1)
+
+
 def ov_labels(lat: Latent, sarcastic: bool) -> list[str]:
+    """The basic word, the intensity word (rendered in face and voice) and the cause-kind word
+    (read off the event named in the words), plus "sarcastic" when the words contradict a
+    negative face and voice."""
     e = lat.emotion
     words = [OV_BASE[e], OV_INTENSITY[e][INTENSITIES.index(lat.intensity)], OV_KIND[e][lat.cause_kind]]
     if sarcastic:

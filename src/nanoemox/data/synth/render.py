@@ -113,6 +113,12 @@ def generate_sample(job: Job) -> dict[str, Any]:
             "text_mode": lat.text_mode,
             "sarcastic": sarcastic,
             "voice": vp.to_dict(),
+            # what the renderers were asked to draw and speak (the oracle reads only this and the words)
+            "rendered": {
+                "face": {"expression": lat.emotion if lat.face_expressive else "neutral", "intensity": lat.intensity},
+                "voice": {"profile": lat.emotion if lat.voice_expressive else "neutral",
+                          "intensity": "strong" if (lat.intensity == "strong" or voice_only) else "mild"},
+            },
             "face": {"skin": list(style.skin), "face_height": round(2 * style.b / job.size, 3)},
             "duration_s": round(len(audio) / voice.SAMPLE_RATE, 3),
             "fps": job.fps,
