@@ -27,6 +27,7 @@ import torch
 from ..data.schema import TASKS
 from ..errors import ConfigError
 from .generation import RowControl, RowOutput, Sampling, quantize_language_model, run_rows
+from .guards import guard_kwargs
 from .parsing import ParsedAnswer, parse_answer
 
 log = logging.getLogger(__name__)
@@ -255,10 +256,11 @@ class Analyzer:
             ids, _ = self.processor.tokenize(r.task, r.encoded.modalities, r.transcript or "", r.history or (), r.candidates)
             examples.append(Example(input_ids=ids, encoder_outputs=r.encoded.tensors, task=r.task, modalities=r.encoded.modalities))
         batch = self.processor.collate(examples)
+        guard = guard_kwargs([r.task for r in rows])  # per-task repetition guard (guards.py)
 
         def call(**kw):
             return self.model.generate(batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device),
-                                       encoder_outputs=batch["encoder_outputs"].to(self.device), return_gate=True, **kw)[1]
+                                       encoder_outputs=batch["encoder_outputs"].to(self.device), return_gate=True, **guard, **kw)[1]
 
         with self._lock:
             outs, gate = run_rows(call, controls, sampling, self.tokenizer, self._eos_ids())

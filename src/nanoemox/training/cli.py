@@ -43,6 +43,6 @@ def train_command(args) -> int:
 
 
 def demo_command(args) -> int:
-    from .demo import run_demo
+    from ..pipeline import run_demo
 
     return run_demo(quick=args.quick, as_json=args.json, retrain=args.retrain, recipe=args.recipe, n=args.n, progress=not args.no_progress, overrides=args.overrides, text_only=args.text_only)

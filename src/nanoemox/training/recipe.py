@@ -110,6 +110,7 @@ class DatasetSpec(BaseModel):
 class SynthSpec(_Strict):
     n: int = Field(200, gt=0)
     seed: int = 0
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train / val / test shares (stratified by emotion)
 
 
 class RecipeFile(_Strict):
@@ -199,7 +200,7 @@ def prepare_recipe(recipe_name: str, out: Path, data: str | None, overrides, pro
         spec = _validate(SynthSpec, synth, f"{recipe_name}: synth", ["synth"])
         from ..data.synth import generate_corpus
 
-        generate_corpus(data_dir, n=spec.n, seed=spec.seed, progress=progress)
+        generate_corpus(data_dir, n=spec.n, seed=spec.seed, split_ratios=spec.split, progress=progress)
     return recipe
 
 
