@@ -3,10 +3,15 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 
-class CrossBlock(nn.Module):
-    """Pre-LN transformer block whose queries attend to themselves, then to a memory, then an FFN."""
+class CrossBlock(GradientCheckpointingLayer):
+    """Pre-LN transformer block whose queries attend to themselves, then to a memory, then an FFN.
+
+    The repeated block of the Q-Formers, the face head and the fusion experts: with gradient
+    checkpointing on (`model.gradient_checkpointing_enable()`), transformers recomputes it in the
+    backward pass; callers pass tensors positionally, as checkpointing requires."""
 
     def __init__(self, hidden: int, heads: int, ffn: int, dropout: float = 0.0, self_attention: bool = True):
         super().__init__()

@@ -1,5 +1,10 @@
 """One composite config for Nano-EmoX, holding a sub-config per part (LLaVA / Qwen2-Audio style).
 
+`NanoEmoXConfig` is a transformers `PreTrainedConfig` (registered with `AutoConfig` as model type
+"nanoemox"); its parts are plain, mutable dataclasses so a builder may fill widths in after
+reading a checkpoint. config.json keeps the same sections as before the switch, so folders saved
+earlier load unchanged.
+
 Every encoder sub-config names where its weights come from:
 - `source="random"`: built from `encoder_config` with random weights (tiny preset, small vision tower);
 - `source="path"`: a local Hugging Face folder in `path` (paper preset: CLIP, HuBERT, Qwen2.5);
@@ -16,6 +21,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from transformers import AutoConfig, PreTrainedConfig
 
 from ..errors import ConfigError
 
@@ -147,23 +154,51 @@ _SUB = {
     "text": TextConfig,
     "lora": LoraSettings,
 }
+# Keys transformers itself may pass when it builds a config (from_pretrained kwargs, older files).
+_HF_KEYS = {"model_type", "name_or_path", "attn_implementation", "output_attentions", "experts_implementation",
+            "num_labels", "torch_dtype", "auto_map", "gradient_checkpointing", "use_cache", "tie_word_embeddings"}
 
 
-@dataclass
-class NanoEmoXConfig:
-    vision: VisionConfig = field(default_factory=VisionConfig)
-    audio: AudioConfig = field(default_factory=AudioConfig)
-    face: FaceConfig = field(default_factory=FaceConfig)
-    adapters: AdapterConfig = field(default_factory=AdapterConfig)
-    fusion: FusionConfig = field(default_factory=FusionConfig)
-    tokens: TokenConfig = field(default_factory=TokenConfig)
-    text: TextConfig = field(default_factory=TextConfig)
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    phases: dict[str, list[str]] = field(default_factory=_default_phases)
+def _section(key: str, value: Any):
+    """A sub-config from a dataclass, a dict (config.json) or None (defaults); unknown keys fail."""
+    sub = _SUB[key]
+    if value is None:
+        return sub()
+    if isinstance(value, sub):
+        return value
+    if not isinstance(value, dict):
+        raise ConfigError(f"config section {key!r}: expected a mapping, got {type(value).__name__}")
+    unknown = set(value) - {f.name for f in dataclasses.fields(sub)}
+    if unknown:
+        raise ConfigError(f"config section {key!r}: unknown key(s) {', '.join(sorted(unknown))}")
+    return sub(**copy.deepcopy(value))
+
+
+class NanoEmoXConfig(PreTrainedConfig):
+    """Every part's settings; `phases` names the trainable groups of each P2E phase."""
+
+    model_type = "nanoemox"
+
+    vision: VisionConfig | dict | None = None
+    audio: AudioConfig | dict | None = None
+    face: FaceConfig | dict | None = None
+    adapters: AdapterConfig | dict | None = None
+    fusion: FusionConfig | dict | None = None
+    tokens: TokenConfig | dict | None = None
+    text: TextConfig | dict | None = None
+    lora: LoraSettings | dict | None = None
+    phases: dict | None = None
     preset: str = "custom"
-    model_type: str = "nanoemox"
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, **kwargs):
+        for key in _SUB:
+            setattr(self, key, _section(key, getattr(self, key)))
+        self.phases = _default_phases() if self.phases is None else {str(k): list(v) for k, v in self.phases.items()}
+        unknown = sorted(k for k in kwargs if k not in _HF_KEYS and not k.startswith("_"))
+        if unknown:
+            raise ConfigError(f"unknown config section(s) {', '.join(map(repr, unknown))}")
+        kwargs.pop("model_type", None)
+        super().__post_init__(**kwargs)
         if len(self.vision.fusion_layers) != len(self.audio.fusion_layers):
             raise ConfigError(
                 f"fusion pairs audio layers {self.audio.fusion_layers} with visual layers "
@@ -182,27 +217,19 @@ class NanoEmoXConfig:
         return {g for groups in self.phases.values() for g in groups}
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = super().to_dict()
+        for key in _SUB:
+            out[key] = dataclasses.asdict(getattr(self, key))
+        out["phases"] = copy.deepcopy(self.phases)
+        return out
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "NanoEmoXConfig":
-        d = copy.deepcopy(d)
-        kwargs: dict[str, Any] = {}
-        for key, value in d.items():
-            if key in _SUB:
-                sub = _SUB[key]
-                names = {f.name for f in dataclasses.fields(sub)}
-                unknown = set(value) - names
-                if unknown:
-                    raise ConfigError(f"config section {key!r}: unknown key(s) {', '.join(sorted(unknown))}")
-                kwargs[key] = sub(**value)
-            elif key in ("phases", "preset", "model_type"):
-                kwargs[key] = value
-            else:
-                raise ConfigError(f"unknown config section {key!r}")
-        return cls(**kwargs)
+    def __eq__(self, other) -> bool:  # by value (transformers compares __dict__, which holds bookkeeping)
+        return isinstance(other, NanoEmoXConfig) and self.to_dict() == other.to_dict()
+
+    __hash__ = None
 
     def save(self, directory: str | Path) -> None:
+        """config.json with every section written out (not a diff against defaults)."""
         from ..storage import atomic_write_json
 
         atomic_write_json(Path(directory) / "config.json", self.to_dict())
@@ -218,7 +245,7 @@ class NanoEmoXConfig:
             raise ConfigError(f"{path}: invalid JSON ({e.msg})") from None
 
     def with_overrides(self, overrides: dict[str, Any]) -> "NanoEmoXConfig":
-        """Apply dotted overrides such as {"tokens.audio": 8}."""
+        """A copy with dotted overrides applied, such as {"tokens.audio": 8}."""
         d = self.to_dict()
         for dotted, value in overrides.items():
             node = d
@@ -231,3 +258,6 @@ class NanoEmoXConfig:
                 raise ConfigError(f"override {dotted!r}: unknown key {leaf!r}")
             node[leaf] = value
         return NanoEmoXConfig.from_dict(d)
+
+
+AutoConfig.register(NanoEmoXConfig.model_type, NanoEmoXConfig, exist_ok=True)

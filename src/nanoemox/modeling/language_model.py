@@ -6,7 +6,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..prompts import PLACEHOLDERS
-from .configuration import TextConfig
+from .configuration import LoraSettings, TextConfig
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
@@ -55,6 +55,11 @@ def build_language_model(cfg: TextConfig, device: str | torch.device | None = No
         raise ConfigError(f"text source {cfg.source!r} is not supported (random | builtin | path)")
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    if cfg.source == "path":  # config.json then records the loaded LM's own shapes, not the preset's
+        from .encoders import record_loaded_config
+
+        record_loaded_config(cfg, "model_config", model.config)
+        cfg.model_type = model.config.model_type
     if tokenizer.chat_template is None:
         tokenizer.chat_template = CHATML_TEMPLATE
     if tokenizer.pad_token is None:
@@ -62,6 +67,19 @@ def build_language_model(cfg: TextConfig, device: str | torch.device | None = No
     if add_special_tokens(tokenizer) and len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     return model, tokenizer
+
+
+def add_lora(lm: nn.Module, lc: LoraSettings) -> nn.Module:
+    """Inject LoRA layers (peft) into the LM in place. B starts at zero, so until phase 3 trains
+    them the LM computes exactly what the base model does. Parameter names gain `lora_A/lora_B`."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    names = {n.rsplit(".", 1)[-1] for n, _ in lm.named_modules()}
+    targets = [t for t in lc.target_modules if t in names]
+    if not targets:
+        raise ConfigError(f"LoRA target modules {lc.target_modules} match nothing in the language model")
+    peft_cfg = LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=targets, bias="none")
+    return inject_adapter_in_model(peft_cfg, lm)
 
 
 def add_special_tokens(tokenizer) -> int:

@@ -6,20 +6,24 @@
     multi-scale audio x visual --gated cross-attention experts--> (B,Nm,D)              -> <MultiHere> x Nm
     prompt ids --embeddings--> (B,L,D), placeholder rows replaced --> causal LM (+LoRA) --> answer
 
+A transformers model (LLaVA / Qwen2-Audio style): `NanoEmoXForConditionalGeneration` is registered
+with AutoModel, AutoModelForMultimodalLM and AutoModelForImageTextToText, supports gradient
+checkpointing, and names its unsplittable blocks for FSDP / device maps. `forward` runs the public
+`get_*_features` and splices their outputs into the prompt embeddings.
+
 Frozen encoders' outputs (`EncoderOutputs`) are separable from everything trainable, so they can
 be computed once per sample and cached (see nanoemox.data.features).
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from transformers import AutoModel, AutoModelForImageTextToText, AutoModelForMultimodalLM, GenerationMixin, PreTrainedModel
 
 from ..errors import ConfigError, PlaceholderCountError
 from ..prompts import MODALITY_ORDER, PLACEHOLDERS
@@ -27,46 +31,25 @@ from .adapters import FaceTemporalAdapter, QFormerAdapter
 from .configuration import GROUPS, NanoEmoXConfig
 from .encoders import AudioEncoder, FaceBackbone, VisionEncoder
 from .fusion import FusionEncoder
-from .language_model import build_language_model
+from .language_model import add_lora, build_language_model
+from .outputs import IGNORE_INDEX, EncoderOutputs, NanoEmoXOutput
 
+__all__ = ["NanoEmoXForConditionalGeneration", "EncoderOutputs", "NanoEmoXOutput", "IGNORE_INDEX"]
 log = logging.getLogger(__name__)
 WEIGHTS_NAME = "model.safetensors"
-IGNORE_INDEX = -100
+ENCODERS = ("vision_encoder", "audio_encoder", "face_backbone")
 
 
-@dataclass
-class EncoderOutputs:
-    """Outputs of the (usually frozen) encoders; None where a modality is absent from the batch.
-    Masks are (B, T) / (B, K) bool: True where a frame / clip / face is real."""
+class NanoEmoXForConditionalGeneration(PreTrainedModel, GenerationMixin):
+    config_class = NanoEmoXConfig
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    # Blocks FSDP wraps and device maps keep whole: the adapters' and experts' blocks here, plus
+    # the language model's and encoders' own (decoder layers ...), gathered in __init__.
+    _no_split_modules = ["CrossBlock", "FusionExpert"]
 
-    frame_cls: torch.Tensor | None = None  # (B, T, Dv)
-    frame_ms: torch.Tensor | None = None  # (B, T, E, Dv)
-    frame_mask: torch.Tensor | None = None  # (B, T)
-    audio_clip: torch.Tensor | None = None  # (B, K, Da)
-    audio_ms: torch.Tensor | None = None  # (B, K, E, Da)
-    audio_mask: torch.Tensor | None = None  # (B, K)
-    face: torch.Tensor | None = None  # (B, T, Df)
-    face_mask: torch.Tensor | None = None  # (B, T)
-
-    def to_dict(self) -> dict[str, torch.Tensor]:
-        # not dataclasses.asdict: it deep-copies, which breaks tensors that carry autograd history
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
-
-    def to(self, device) -> "EncoderOutputs":
-        return EncoderOutputs(**{k: v.to(device) for k, v in self.to_dict().items()})
-
-
-@dataclass
-class NanoEmoXOutput:
-    loss: torch.Tensor | None
-    logits: torch.Tensor  # (B, L, V); with labels, only the scored answer positions: (N_answer, V)
-    gate_weights: torch.Tensor | None  # (B, E): fusion gate per sample (rows of absent fusion are NaN)
-
-
-class NanoEmoXForConditionalGeneration(nn.Module):
     def __init__(self, config: NanoEmoXConfig):
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         self.vision_encoder = VisionEncoder(config.vision)
         self.audio_encoder = AudioEncoder(config.audio)
         self.face_backbone = FaceBackbone(config.face)
@@ -78,20 +61,34 @@ class NanoEmoXForConditionalGeneration(nn.Module):
         self.visual_adapter = QFormerAdapter(Dv, D, tk.frame, config.vision.num_frames, ad.qformer_hidden, ad.qformer_layers, ad.qformer_heads, ad.qformer_ffn, ad.dropout)
         self.audio_adapter = QFormerAdapter(Da, D, tk.audio, config.audio.num_clips, ad.qformer_hidden, ad.qformer_layers, ad.qformer_heads, ad.qformer_ffn, ad.dropout)
         self.face_adapter = FaceTemporalAdapter(Df, D, tk.face, config.vision.num_frames, ad.face_hidden, ad.face_heads, ad.face_layers, ad.dropout)
-        self.fusion = FusionEncoder(Da, Dv, D, config.num_experts, tk.multi, fu.hidden, fu.heads, fu.ffn, fu.gate_hidden, fu.dropout, shared_projections=getattr(fu, "shared_projections", False))
-        self.language_model = _add_lora(lm, config)
+        self.fusion = FusionEncoder(Da, Dv, D, config.num_experts, tk.multi, fu.hidden, fu.heads, fu.ffn, fu.gate_hidden, fu.dropout, shared_projections=fu.shared_projections)
+        self.language_model = add_lora(lm, config.lora)
         self.placeholder_ids = {m: tokenizer.convert_tokens_to_ids(PLACEHOLDERS[m]) for m in MODALITY_ORDER}
         # Rows of the embedding matrix that nanoemox added (placeholders): saved with the adapters.
         # They sit after the original vocabulary, so the first placeholder id marks the boundary.
         self.base_vocab_size = min(self.placeholder_ids.values())
+        self._no_split_modules = sorted(
+            set(type(self)._no_split_modules).union(*(m._no_split_modules or [] for m in self.modules() if isinstance(m, PreTrainedModel) and m is not self))
+        )
+        self.post_init()
         self.phase: str | None = None
         self.set_phase(None)
         self.eval()  # like from_pretrained in transformers: inference mode until training asks
+
+    def init_weights(self):
+        """Every part initialises itself (pretrained parts are loaded, adapters use PyTorch's
+        defaults): transformers' re-initialisation pass would overwrite loaded encoder weights."""
 
     # ---------------------------------------------------------------- building blocks
     @property
     def device(self) -> torch.device:
         return next(self.audio_adapter.parameters()).device
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    def get_output_embeddings(self) -> nn.Module | None:
+        return self.language_model.get_output_embeddings()
 
     def encode(
         self,
@@ -105,60 +102,65 @@ class NanoEmoXForConditionalGeneration(nn.Module):
         """Run the encoders on whichever modalities are given (the cacheable part)."""
         out = EncoderOutputs()
         if pixel_values is not None:
-            out.frame_cls, out.frame_ms = self.vision_encoder(pixel_values)
+            out.frame_cls, out.frame_ms = self.vision_encoder(pixel_values)  # (B,T,Dv), (B,T,E,Dv)
             out.frame_mask = _mask(frame_mask, pixel_values.shape[:2], pixel_values.device)
         if audio_values is not None:
-            out.audio_clip, out.audio_ms = self.audio_encoder(audio_values)
+            out.audio_clip, out.audio_ms = self.audio_encoder(audio_values)  # (B,K,Da), (B,K,E,Da)
             K = self.config.audio.num_clips
             out.audio_mask = _mask(audio_mask, (audio_values.shape[0], K), audio_values.device)
         if face_values is not None:
-            out.face = self.face_backbone(face_values)
+            out.face = self.face_backbone(face_values)  # (B,T,Df)
             out.face_mask = _mask(face_mask, face_values.shape[:2], face_values.device)
         return out
 
-    def get_visual_features(self, pixel_values: torch.Tensor, frame_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Frames (B, T, 3, H, W) -> <FrameHere> embeddings (B, N_frame, D)."""
-        enc = self.encode(pixel_values=pixel_values, frame_mask=frame_mask)
+    def get_visual_features(self, pixel_values=None, frame_mask=None, encoder_outputs: EncoderOutputs | None = None) -> torch.Tensor:
+        """Frames (B, T, 3, H, W), or their encoder outputs -> <FrameHere> embeddings (B, N_frame, D)."""
+        enc = encoder_outputs if encoder_outputs is not None else self.encode(pixel_values=pixel_values, frame_mask=frame_mask)
         return self.visual_adapter(enc.frame_cls, enc.frame_mask)
 
-    def get_audio_features(self, audio_values: torch.Tensor, audio_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Audio clips -> <AudioHere> embeddings (B, N_audio, D)."""
-        enc = self.encode(audio_values=audio_values, audio_mask=audio_mask)
+    def get_audio_features(self, audio_values=None, audio_mask=None, encoder_outputs: EncoderOutputs | None = None) -> torch.Tensor:
+        """Audio clips, or their encoder outputs -> <AudioHere> embeddings (B, N_audio, D)."""
+        enc = encoder_outputs if encoder_outputs is not None else self.encode(audio_values=audio_values, audio_mask=audio_mask)
         return self.audio_adapter(enc.audio_clip, enc.audio_mask)
 
-    def get_face_features(self, face_values: torch.Tensor, face_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Face crops (B, T, C, S, S) -> <FaceHere> embeddings (B, N_face, D)."""
-        enc = self.encode(face_values=face_values, face_mask=face_mask)
+    def get_face_features(self, face_values=None, face_mask=None, encoder_outputs: EncoderOutputs | None = None) -> torch.Tensor:
+        """Face crops (B, T, C, S, S), or their encoder outputs -> <FaceHere> embeddings (B, N_face, D)."""
+        enc = encoder_outputs if encoder_outputs is not None else self.encode(face_values=face_values, face_mask=face_mask)
         return self.face_adapter(enc.face, enc.face_mask)
 
-    def get_fusion_features(self, pixel_values, audio_values, frame_mask=None, audio_mask=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Frames + audio -> (<MultiHere> embeddings (B, N_multi, D), gate weights (B, E))."""
-        enc = self.encode(pixel_values=pixel_values, frame_mask=frame_mask, audio_values=audio_values, audio_mask=audio_mask)
-        return self.fusion(enc.audio_ms, enc.frame_ms, enc.audio_mask, enc.frame_mask)
+    def get_fusion_features(
+        self, pixel_values=None, audio_values=None, frame_mask=None, audio_mask=None, encoder_outputs: EncoderOutputs | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frames + audio -> (<MultiHere> embeddings (B, N_multi, D), gate weights (B, E)).
+        A sample without real frames or without real audio has NaN gate weights (no fusion)."""
+        enc = encoder_outputs
+        if enc is None:
+            enc = self.encode(pixel_values=pixel_values, frame_mask=frame_mask, audio_values=audio_values, audio_mask=audio_mask)
+        tokens, gate = self.fusion(enc.audio_ms, enc.frame_ms, enc.audio_mask, enc.frame_mask)
+        both = enc.audio_mask.any(-1) & enc.frame_mask.any(-1)  # (B,) fusion exists for the sample
+        return tokens, gate.masked_fill(~both.unsqueeze(-1), float("nan"))
 
     def project(self, enc: EncoderOutputs) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-        """Adapters + fusion: encoder outputs -> placeholder embeddings per modality, gate weights."""
+        """The get_*_features of every modality present in `enc`: placeholder embeddings per
+        modality (B, N_m, D), and the fusion gate (B, E) or None."""
         feats: dict[str, torch.Tensor] = {}
         gate = None
         if enc.frame_cls is not None:
-            feats["frame"] = self.visual_adapter(enc.frame_cls, enc.frame_mask)
+            feats["frame"] = self.get_visual_features(encoder_outputs=enc)
         if enc.audio_clip is not None:
-            feats["audio"] = self.audio_adapter(enc.audio_clip, enc.audio_mask)
+            feats["audio"] = self.get_audio_features(encoder_outputs=enc)
         if enc.face is not None:
-            feats["face"] = self.face_adapter(enc.face, enc.face_mask)
+            feats["face"] = self.get_face_features(encoder_outputs=enc)
         if enc.frame_ms is not None and enc.audio_ms is not None:
-            feats["multi"], gate = self.fusion(enc.audio_ms, enc.frame_ms, enc.audio_mask, enc.frame_mask)
-            both = enc.audio_mask.any(-1) & enc.frame_mask.any(-1)  # (B,) fusion exists for the sample
-            gate = gate.masked_fill(~both.unsqueeze(-1), float("nan"))
+            feats["multi"], gate = self.get_fusion_features(encoder_outputs=enc)
         return feats, gate
 
     def splice(self, input_ids: torch.Tensor, feats: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Prompt embeddings with every placeholder row replaced by its modality embedding.
-
-        Each sample must hold, per modality, either no placeholder or exactly as many as the adapter
-        produces; a placeholder for a modality that was not given is an error too.
-        """
-        embeds = self.language_model.get_input_embeddings()(input_ids)  # (B, L, D)
+        """Prompt embeddings (B, L, D) with every placeholder row replaced by its modality embedding
+        (masked scatter, in order). Per sample and modality the prompt must hold either no
+        placeholder or exactly as many as the adapter produces; one for a modality that was not
+        given is an error too."""
+        embeds = self.get_input_embeddings()(input_ids)  # (B, L, D)
         for m in MODALITY_ORDER:
             pos = input_ids == self.placeholder_ids[m]  # (B, L)
             counts = pos.sum(1)  # (B,)
@@ -200,7 +202,7 @@ class NanoEmoXForConditionalGeneration(nn.Module):
         hidden = self.language_model.base_model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
         targets = labels[:, 1:]  # (B, L-1): token t+1 is predicted at position t
         keep = targets != IGNORE_INDEX
-        logits = self.language_model.get_output_embeddings()(hidden[:, :-1][keep])  # (N_answer, V)
+        logits = self.get_output_embeddings()(hidden[:, :-1][keep])  # (N_answer, V)
         loss = nn.functional.cross_entropy(logits.float(), targets[keep]) if bool(keep.any()) else hidden.sum() * 0.0
         return NanoEmoXOutput(loss=loss, logits=logits, gate_weights=gate)
 
@@ -255,7 +257,8 @@ class NanoEmoXForConditionalGeneration(nn.Module):
         return groups
 
     def set_phase(self, phase: str | None) -> None:
-        """Make trainable exactly the groups the config names for `phase` (None: freeze all)."""
+        """Make trainable exactly the groups the config names for `phase` and freeze the rest
+        (None: freeze everything)."""
         if phase is not None and phase not in self.config.phases:
             raise ConfigError(f"unknown phase {phase!r} (config has {', '.join(self.config.phases)})")
         wanted = set(self.config.phases.get(phase, [])) if phase else set()
@@ -264,8 +267,16 @@ class NanoEmoXForConditionalGeneration(nn.Module):
                 p.requires_grad_(group in wanted)
         self.phase = phase
 
-    def freeze(self, phase: str | None = None) -> None:  # alias matching the issue wording
-        self.set_phase(phase)
+    def freeze(self, groups: list[str] | None = None) -> None:
+        """Freeze the named parameter groups (default: all); never unfreezes anything."""
+        names = set(GROUPS if groups is None else groups)
+        unknown = names - set(GROUPS)
+        if unknown:
+            raise ConfigError(f"freeze: unknown part(s) {sorted(unknown)}; known: {', '.join(GROUPS)}")
+        for group, params in self.parameter_groups().items():
+            if group in names:
+                for _, p in params:
+                    p.requires_grad_(False)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
@@ -273,7 +284,7 @@ class NanoEmoXForConditionalGeneration(nn.Module):
     def train(self, mode: bool = True):
         super().train(mode)
         # Frozen pretrained parts stay in eval mode (no dropout, fixed norms) whatever the phase.
-        for g in ("vision_encoder", "audio_encoder", "face_backbone"):
+        for g in ENCODERS:
             part = getattr(self, g)
             if not any(p.requires_grad for p in part.parameters()):
                 part.eval()
@@ -289,8 +300,9 @@ class NanoEmoXForConditionalGeneration(nn.Module):
                 out.append(group + ".")
         return out
 
-    def save_pretrained(self, directory: str | Path, adapters_only: bool = True) -> Path:
-        """Write config.json, model.safetensors and the tokenizer, atomically.
+    def save_pretrained(self, save_directory: str | Path, adapters_only: bool = True, **kwargs: Any) -> Path:
+        """Write config.json, model.safetensors and the tokenizer, atomically (a folder that
+        `AutoModel.from_pretrained` loads).
 
         adapters_only=True leaves out frozen pretrained parts (they are rebuilt from the sources the
         config names); everything trained or randomly initialised is always saved."""
@@ -306,7 +318,8 @@ class NanoEmoXForConditionalGeneration(nn.Module):
             state[k] = v.detach().contiguous().cpu()
         if "language_model." in base:  # keep the rows nanoemox added to the embeddings
             state.update(self._added_rows())
-        directory = Path(directory)
+        directory = Path(save_directory)
+        self.config.architectures = [type(self).__name__]
         with atomic_path(directory) as tmp:
             tmp.mkdir(parents=True)
             self.config.save(tmp)
@@ -317,18 +330,22 @@ class NanoEmoXForConditionalGeneration(nn.Module):
 
     def _added_rows(self) -> dict[str, torch.Tensor]:
         n = self.base_vocab_size
-        out = {"extra.input_embeddings_added": self.language_model.get_input_embeddings().weight[n:].detach().clone()}
-        head = self.language_model.get_output_embeddings()
-        if head is not None and head.weight.data_ptr() != self.language_model.get_input_embeddings().weight.data_ptr():
+        out = {"extra.input_embeddings_added": self.get_input_embeddings().weight[n:].detach().clone()}
+        head = self.get_output_embeddings()
+        if head is not None and head.weight.data_ptr() != self.get_input_embeddings().weight.data_ptr():
             out["extra.output_embeddings_added"] = head.weight[n:].detach().clone()
         return out
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> "NanoEmoXForConditionalGeneration":
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *model_args, config: NanoEmoXConfig | None = None,
+                        device_map=None, dtype=None, **kwargs: Any) -> "NanoEmoXForConditionalGeneration":
+        """Load a folder written by save_pretrained (also what AutoModel.from_pretrained calls).
+        Frozen base parts come from the sources the config names; `device_map` may be one device
+        (or {"": device}, or "auto": the GPU when there is one); `dtype` casts the loaded model."""
         from safetensors.torch import load_file
 
-        directory = Path(directory)
-        config = NanoEmoXConfig.load(directory)
+        directory = Path(pretrained_model_name_or_path)
+        config = config if isinstance(config, NanoEmoXConfig) else NanoEmoXConfig.load(directory)
         weights = directory / WEIGHTS_NAME
         if not weights.is_file():
             raise ConfigError(f"{directory}: no {WEIGHTS_NAME}")
@@ -347,13 +364,17 @@ class NanoEmoXForConditionalGeneration(nn.Module):
         n = model.base_vocab_size
         with torch.no_grad():
             if "extra.input_embeddings_added" in extra:
-                model.language_model.get_input_embeddings().weight[n:] = extra["extra.input_embeddings_added"]
+                model.get_input_embeddings().weight[n:] = extra["extra.input_embeddings_added"]
             if "extra.output_embeddings_added" in extra:
-                model.language_model.get_output_embeddings().weight[n:] = extra["extra.output_embeddings_added"]
+                model.get_output_embeddings().weight[n:] = extra["extra.output_embeddings_added"]
         meta = directory / "nanoemox.json"
         model.set_phase(None)
         if meta.is_file():
             model.phase = json.loads(meta.read_text()).get("phase")
+        if dtype not in (None, "auto"):
+            model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
+        if device_map is not None:
+            model.to(_single_device(device_map))
         return model
 
     @classmethod
@@ -370,15 +391,17 @@ def _mask(mask: torch.Tensor | None, shape, device) -> torch.Tensor:
     return torch.ones(shape, dtype=torch.bool, device=device) if mask is None else mask.bool()
 
 
-def _add_lora(lm: nn.Module, config: NanoEmoXConfig) -> nn.Module:
-    """Inject LoRA layers (peft) into the LM in place; B is zero-initialised, so until phase 3
-    trains them the LM behaves exactly as the base model."""
-    from peft import LoraConfig, inject_adapter_in_model
+def _single_device(device_map) -> torch.device:
+    """The model is small enough for one device: a device, {"": device} or "auto"."""
+    if isinstance(device_map, dict):
+        if set(device_map) != {""}:
+            raise ConfigError(f"device_map {device_map!r}: nanoemox places the whole model on one device ({{'': device}})")
+        device_map = device_map[""]
+    if device_map == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(f"cuda:{device_map}" if isinstance(device_map, int) else device_map)
 
-    lc = config.lora
-    names = {n.rsplit(".", 1)[-1] for n, _ in lm.named_modules()}
-    targets = [t for t in lc.target_modules if t in names]
-    if not targets:
-        raise ConfigError(f"LoRA target modules {lc.target_modules} match nothing in the language model")
-    peft_cfg = LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=targets, bias="none")
-    return inject_adapter_in_model(peft_cfg, lm)
+
+AutoModel.register(NanoEmoXConfig, NanoEmoXForConditionalGeneration, exist_ok=True)
+AutoModelForMultimodalLM.register(NanoEmoXConfig, NanoEmoXForConditionalGeneration, exist_ok=True)
+AutoModelForImageTextToText.register(NanoEmoXConfig, NanoEmoXForConditionalGeneration, exist_ok=True)

@@ -15,9 +15,9 @@ import torch
 from ..errors import DataError
 from ..prompts import MODALITY_ORDER, PromptSpec, chat_messages, target_text, user_turn
 from .configuration import NanoEmoXConfig
+from .outputs import IGNORE_INDEX, EncoderOutputs
 
 ALL_MODALITIES = frozenset(MODALITY_ORDER)
-IGNORE_INDEX = -100  # label of positions that are not scored (the prompt, padding)
 
 
 @dataclass(frozen=True)
@@ -237,8 +237,6 @@ class NanoEmoXProcessor:
         if labels is not None:
             batch["labels"] = labels
         if any(e.encoder_outputs is not None for e in examples):
-            from .modeling_nanoemox import EncoderOutputs
-
             batch["encoder_outputs"] = EncoderOutputs(**stack_tensors([e.encoder_outputs or {} for e in examples]))
         else:
             batch.update(stack_tensors([e.media for e in examples]))
