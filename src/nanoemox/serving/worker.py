@@ -39,8 +39,13 @@ class Job:
     def settle(self, value: Any) -> None:
         """Hand the result (or the exception) to the request's event loop."""
         def done() -> None:
-            if not self.future.done():
-                (self.future.set_exception if isinstance(value, BaseException) else self.future.set_result)(value)
+            if self.future.done():
+                return
+            if isinstance(value, BaseException):
+                self.future.set_exception(value)
+                self.future.exception()  # retrieved: a gone client's error is expected, not lost
+            else:
+                self.future.set_result(value)
         self.loop.call_soon_threadsafe(done)
 
 
