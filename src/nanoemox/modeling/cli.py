@@ -13,6 +13,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=params_command)
 
+    m = sub.add_parser("make-miniature", help="write the paper's pretrained parts in miniature (CLIP, HuBERT, FaceXFormer, Qwen2; real formats, random weights)")
+    m.add_argument("out", help="output folder")
+    m.add_argument("--seed", type=int, default=0)
+    m.set_defaults(func=miniature_command)
+
+
+def miniature_command(args) -> int:
+    from .pretrained.miniature import write_miniature
+
+    for var, path in write_miniature(args.out, seed=args.seed).items():
+        print(f"export {var}={path}")
+    return 0
+
 
 def count_parameters(model) -> dict:
     """{'groups': {group: n}, 'total': n, 'trainable': {phase: n}}; counts shared tensors once."""

@@ -49,6 +49,7 @@ class VisionEncoder(nn.Module):
         self.hidden_size = self.tower.config.hidden_size
         if cfg.source == "path":
             record_loaded_config(cfg, "encoder_config", self.tower.config)
+            cfg.image_size = int(self.tower.config.image_size)  # frames are resized to what the tower was trained on
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # pixel_values: (B, T, 3, H, W)

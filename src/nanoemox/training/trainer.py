@@ -94,7 +94,9 @@ class CurriculumTrainer:
         """Per mixture entry, the sample ids that carry that entry's task target."""
         pools = []
         for m in phase.mixture:
-            ids = [s.id for s in data[m.dataset] if s.id in self.prepared.items and m.task in s.tasks() and _has_target(s, m.task)]
+            # a sample serves every task it has a target for (AvaMERG's reply samples also carry the
+            # speaker emotion: the paper's phase 3 asks both questions of them)
+            ids = [s.id for s in data[m.dataset] if s.id in self.prepared.items and _has_target(s, m.task)]
             if not ids:
                 raise ConfigError(f"phase {phase.name}: dataset {m.dataset!r} has no usable samples for task {m.task!r}")
             pools.append(ids)

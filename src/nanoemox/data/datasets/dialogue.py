@@ -41,6 +41,14 @@ from .base import (
 )
 
 SEVEN = list(BASIC_EMOTIONS)
+# AvaMERG's speaker emotions (EmpatheticDialogues' 32): the options of its speaker-emotion (MER)
+# question, which the paper's phase 3 asks beside the empathic reply.
+AVAMERG_EMOTIONS = (
+    "surprised", "excited", "annoyed", "proud", "angry", "sad", "grateful", "lonely", "impressed", "afraid", "disgusted",
+    "confident", "terrified", "hopeful", "anxious", "disappointed", "joyful", "prepared", "guilty", "furious", "nostalgic",
+    "jealous", "anticipating", "embarrassed", "content", "devastated", "sentimental", "caring", "trusting", "ashamed",
+    "apprehensive", "faithful",
+)
 IEMOCAP_FOUR = ["angry", "happy", "neutral", "sad"]
 _IEMOCAP_MAP = {"neu": "neutral", "neutral": "neutral", "hap": "happy", "happy": "happy", "exc": "happy", "excited": "happy",
                 "happiness": "happy", "ang": "angry", "angry": "angry", "anger": "angry", "sad": "sad", "sadness": "sad"}
@@ -277,4 +285,10 @@ def avamerg(ctx: Context):
                 video=ctx.locator.by_name(f"video/{name}", name, f"{split or 'train'}/video/{name}"),
                 audio=None, transcript=text, history=history, emotion=emotion_label(coe.get("emotion")),
                 response=response, chain_of_empathy=coe or None, meta=meta,
+                candidates={"mer": _avamerg_options(emotion_label(coe.get("emotion")))},
             )
+
+
+def _avamerg_options(emotion: str | None) -> list[str]:
+    """The speaker-emotion options; a gold word outside EmpatheticDialogues' 32 is offered too."""
+    return list(AVAMERG_EMOTIONS) + ([emotion] if emotion and emotion not in AVAMERG_EMOTIONS else [])
