@@ -1,6 +1,7 @@
 """The model core on the tiny preset: phases, gradients, splicing, KV cache, save/load, the guard."""
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -11,19 +12,48 @@ import torch
 from nanoemox.data.schema import AffectSample
 from nanoemox.errors import PlaceholderCountError
 from nanoemox.modeling import NanoEmoXForConditionalGeneration
-from nanoemox.modeling.processing import NanoEmoXProcessor
-from nanoemox.prompts import AUDIO, PLACEHOLDERS, sanitize_user_text
+from nanoemox.modeling.processing import NanoEmoXProcessor, media_keys
+from nanoemox.prompts import AUDIO, PLACEHOLDERS, sanitize_user_text, target_text
 
 
-@pytest.fixture(scope="module")
-def model():
+def _tiny():
     torch.manual_seed(0)
     return NanoEmoXForConditionalGeneration.from_preset("tiny")
 
 
+def _fingerprint(m):
+    """Everything a test could change on a model: weights, trainable flags, mode, phase."""
+    h = hashlib.sha1()
+    for name, p in m.named_parameters():
+        h.update(name.encode() + bytes([p.requires_grad]))
+        h.update(p.detach().contiguous().numpy().tobytes())
+    return h.hexdigest(), m.training, m.phase, json.dumps(m.config.phases, sort_keys=True)
+
+
 @pytest.fixture(scope="module")
-def processor(model):
-    return NanoEmoXProcessor(model.config, model.tokenizer)
+def shared():
+    """One tiny model for the read-only tests, and its fingerprint."""
+    m = _tiny()
+    return m, _fingerprint(m)
+
+
+@pytest.fixture
+def model(shared):
+    """The shared model; the test fails if it changed the model (tests that train, perturb or
+    save use `fresh` instead)."""
+    m, before = shared
+    yield m
+    assert _fingerprint(m) == before, "this test mutated the shared model: use the `fresh` fixture"
+
+
+@pytest.fixture
+def fresh():
+    return _tiny()
+
+
+@pytest.fixture(scope="module")
+def processor(shared):
+    return NanoEmoXProcessor(shared[0].config, shared[0].tokenizer)
 
 
 def _media(model, seed=0, T=None):
@@ -51,18 +81,10 @@ def _batch(model, processor, tasks=("mer", "erg"), modalities=({"frame", "audio"
             id=f"s{i}", transcript="I told you it would rain.", emotion="sad", sentiment_score=-1.0,
             response="That sounds hard.", chain_of_empathy={"event": "rain", "emotion": "sad", "cause": "the trip", "goal": "comfort"},
         )
-        ids, labels = processor.tokenize(task, mods, s.transcript, answer=__import__("nanoemox.prompts", fromlist=["x"]).target_text(task, s))
-        media = {k: v for k, v in _media(model, i).items() if _needed(k, mods)}
+        ids, labels = processor.tokenize(task, mods, s.transcript, answer=target_text(task, s))
+        media = {k: v for k, v in _media(model, i).items() if k in media_keys(mods)}
         examples.append(Example(input_ids=ids, labels=labels, media=media, id=s.id, task=task, modalities=frozenset(mods)))
     return processor.collate(examples)
-
-
-def _needed(key, mods):
-    if key.startswith(("pixel", "frame")):
-        return bool({"frame", "multi"} & set(mods))
-    if key.startswith("audio"):
-        return bool({"audio", "multi"} & set(mods))
-    return "face" in mods
 
 
 EXPECTED = {
@@ -74,7 +96,8 @@ EXPECTED = {
 
 
 @pytest.mark.parametrize("phase", ["1a", "1b", "2", "3"])
-def test_each_phase_trains_exactly_its_parts(model, processor, phase):
+def test_each_phase_trains_exactly_its_parts(fresh, processor, phase):
+    model = fresh
     model.set_phase(phase)
     model.train()
     if phase == "3":  # LoRA B starts at zero, so A gets no gradient on the first step: nudge B
@@ -83,7 +106,6 @@ def test_each_phase_trains_exactly_its_parts(model, processor, phase):
                 if "lora_B" in n:
                     p.normal_(0, 0.01)
     batch = _batch(model, processor)
-    model.zero_grad(set_to_none=True)
     out = model(**batch)
     assert torch.isfinite(out.loss)
     out.loss.backward()
@@ -97,22 +119,25 @@ def test_each_phase_trains_exactly_its_parts(model, processor, phase):
     assert got == EXPECTED[phase]
     # frozen pretrained-style encoders stay in eval mode while training
     assert not model.audio_encoder.training and not model.face_backbone.training
-    model.set_phase(None)
-    with torch.no_grad():
-        for n, p in model.language_model.named_parameters():
-            if "lora_B" in n:
-                p.zero_()
 
 
 def test_loss_only_on_answer_tokens(model, processor):
+    """The scored tokens are exactly the answer + end-of-turn; the prompt (which holds the
+    "Subtitle" line and the transcript) is never a target."""
     batch = _batch(model, processor)
-    labels = batch["labels"]
-    ids = batch["input_ids"]
-    for row_ids, row_labels in zip(ids, labels):
+    answers = ["The most likely label is sad.", None]  # mer; erg's answer is built below
+    for row, (row_ids, row_labels) in enumerate(zip(batch["input_ids"], batch["labels"])):
         kept = row_ids[row_labels != -100]
         text = model.tokenizer.decode(kept)
-        assert "The most likely label is sad." in text or "<think>" in text
-        assert "subtitle" not in text  # the prompt is never a target
+        prompt = model.tokenizer.decode(row_ids[(row_labels == -100) & (batch["attention_mask"][row] == 1)])
+        assert "Subtitle" in prompt and "I told you it would rain." in prompt
+        assert "subtitle" not in text.lower() and "I told you" not in text
+        if answers[row]:
+            assert text == answers[row] + model.tokenizer.eos_token
+        else:
+            assert text.startswith("<think>Firstly, the event scenario is rain.") and text.endswith("That sounds hard." + model.tokenizer.eos_token)
+        # labels equal the ids wherever they are scored (no shift: the model shifts)
+        assert torch.equal(row_labels[row_labels != -100], kept)
 
 
 def test_generate_same_with_and_without_kv_cache(model, processor):
@@ -136,43 +161,60 @@ def test_generate_computes_features_once(model, processor):
     assert len(calls) == 1
 
 
-def test_save_load_roundtrip_identical_logits(model, processor, tmp_path):
-    model.set_phase("3")
-    with torch.no_grad():  # make the trained parts non-trivial
+def _perturb_trained_parts(model, std=0.02):
+    """Make LoRA (zero at init) and the adapters non-trivial, as training would."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
         for n, p in model.named_parameters():
-            if "lora_B" in n:
-                p.normal_(0, 0.02)
-    model.eval()
+            if "lora_B" in n or n.startswith(("audio_adapter.", "fusion.")):
+                p.add_(torch.randn(p.shape, generator=g) * std)
+
+
+@pytest.mark.parametrize("auto_class", ["NanoEmoXForConditionalGeneration", "AutoModel", "AutoModelForMultimodalLM", "AutoModelForImageTextToText"])
+def test_save_load_roundtrip_identical_logits(fresh, processor, tmp_path, auto_class):
+    """save_pretrained -> from_pretrained (the class or transformers' Auto classes) gives back the
+    same model: same class, config, tensors and logits."""
+    import transformers
+
+    model = fresh
+    model.set_phase("3")
+    _perturb_trained_parts(model)
     batch = _batch(model, processor)
     with torch.no_grad():
         ref = model(**batch).logits
     model.save_pretrained(tmp_path / "m")
-    assert (tmp_path / "m" / "model.safetensors").is_file()
-    loaded = NanoEmoXForConditionalGeneration.from_pretrained(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert cfg["model_type"] == "nanoemox" and cfg["architectures"] == ["NanoEmoXForConditionalGeneration"]
+    loader = NanoEmoXForConditionalGeneration if auto_class == "NanoEmoXForConditionalGeneration" else getattr(transformers, auto_class)
+    loaded = loader.from_pretrained(tmp_path / "m")
+    assert type(loaded) is NanoEmoXForConditionalGeneration and loaded.config == model.config
+    assert loaded.phase == "3" and not loaded.training
+    own, back = model.state_dict(), loaded.state_dict()
+    assert list(own) == list(back) and all(torch.equal(own[k], back[k]) for k in own)
     loaded.set_phase("3")  # same autograd state, so PyTorch picks the same attention kernels
-    loaded.eval()
     with torch.no_grad():
         got = loaded(**batch).logits
     assert torch.equal(ref, got)
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if "lora_B" in n:
-                p.zero_()
-    model.set_phase(None)
 
 
 def test_adapters_only_checkpoint_leaves_out_frozen_pretrained_parts(tmp_path):
-    """With a pretrained (non-random) frozen LLM, only adapters/LoRA/added rows are saved."""
+    """With a pretrained (non-random) frozen LLM, only adapters/LoRA/added rows are saved, and
+    AutoModel rebuilds the LLM from the folder the config names."""
     from safetensors import safe_open
+    from safetensors.torch import load_file
+    from transformers import AutoModel
 
+    from nanoemox.modeling.language_model import build_language_model
     from nanoemox.modeling.presets import tiny
 
     torch.manual_seed(0)
-    base = NanoEmoXForConditionalGeneration(tiny())
-    base.language_model.save_pretrained(tmp_path / "lm")  # a local "pretrained" LLM folder
-    base.tokenizer.save_pretrained(tmp_path / "lm")
+    lm, tok = build_language_model(tiny().text)  # a local "pretrained" LLM folder
+    lm.save_pretrained(tmp_path / "lm")
+    tok.save_pretrained(tmp_path / "lm")
     cfg = tiny().with_overrides({"text.source": "path", "text.path": str(tmp_path / "lm")})
     m = NanoEmoXForConditionalGeneration(cfg)
+    m.set_phase("3")
+    _perturb_trained_parts(m)
     m.save_pretrained(tmp_path / "ck")
     with safe_open(str(tmp_path / "ck" / "model.safetensors"), "pt") as f:
         keys = list(f.keys())
@@ -180,10 +222,14 @@ def test_adapters_only_checkpoint_leaves_out_frozen_pretrained_parts(tmp_path):
     assert lm_keys and all("lora_" in k for k in lm_keys)
     assert "extra.input_embeddings_added" in keys
     assert json.loads((tmp_path / "ck" / "nanoemox.json").read_text())["base_parts"] == ["language_model"]
-    again = NanoEmoXForConditionalGeneration.from_pretrained(tmp_path / "ck")
-    emb_a = m.language_model.get_input_embeddings().weight
-    emb_b = again.language_model.get_input_embeddings().weight
-    assert torch.equal(emb_a, emb_b)
+    again = AutoModel.from_pretrained(tmp_path / "ck")
+    base = load_file(str(tmp_path / "lm" / "model.safetensors"))
+    q = "model.layers.0.self_attn.q_proj"
+    assert torch.equal(again.language_model.get_submodule(q).base_layer.weight, base[q + ".weight"])  # from the LM folder
+    for name in ("model.embed_tokens.weight",):
+        assert torch.equal(again.language_model.get_parameter(name), m.language_model.get_parameter(name))
+    own, back = m.state_dict(), again.state_dict()
+    assert all(torch.equal(own[k], back[k]) for k in own)
 
 
 def test_placeholder_count_mismatch_raises(model, processor):
@@ -253,15 +299,81 @@ def test_paper_preset_counts_on_meta_device():
 
 
 def test_config_roundtrip_and_clear_errors(tmp_path):
+    from transformers import AutoConfig, PreTrainedConfig
+
     from nanoemox.errors import ConfigError
     from nanoemox.modeling.configuration import NanoEmoXConfig
     from nanoemox.modeling.presets import get_preset, paper
 
     c = get_preset("tiny")
-    assert NanoEmoXConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+    assert isinstance(c, PreTrainedConfig) and type(AutoConfig.for_model("nanoemox")) is NanoEmoXConfig
+    back = NanoEmoXConfig.from_dict(json.loads(json.dumps(c.to_dict())))
+    assert back == c and back.vision.encoder_config == c.vision.encoder_config and back != get_preset("small")
+    c.save(tmp_path)
+    assert AutoConfig.from_pretrained(tmp_path) == c
     with pytest.raises(ConfigError, match="unknown preset"):
         get_preset("huge")
     with pytest.raises(ConfigError, match="same length"):
         c.with_overrides({"audio.fusion_layers": [1]})
+    with pytest.raises(ConfigError, match="unknown key 'widht'"):
+        c.with_overrides({"fusion.widht": 3})
+    with pytest.raises(ConfigError, match="section 'vision': unknown key"):
+        NanoEmoXConfig.from_dict({**c.to_dict(), "vision": {"bogus": 1}})
+    with pytest.raises(ConfigError, match="unknown config section"):
+        NanoEmoXConfig.from_dict({**c.to_dict(), "visoin": {}})
     with pytest.raises(ConfigError, match="not found"):
         NanoEmoXForConditionalGeneration(paper({"text": str(tmp_path / "nope")}))
+
+
+def test_gradient_checkpointing_same_gradients(fresh, processor):
+    """Gradient checkpointing recomputes the LM's decoder layers, the vision tower's
+    layers and the adapters' / experts' blocks in backward, and the gradients do not change."""
+    model = fresh
+    model.config.phases["3"] = ["vision_encoder", "audio_adapter", "visual_adapter", "face_adapter", "fusion", "lora"]
+    model.set_phase("3")
+    _perturb_trained_parts(model)
+    model.train()
+    batch = _batch(model, processor)
+
+    def grads():
+        model.zero_grad(set_to_none=True)
+        model(**batch).loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain = grads()
+    model.activation_checkpointing_enable()  # transformers 5 name of gradient_checkpointing_enable()
+    checkpointed: list[str] = []
+    for module in model.modules():
+        if getattr(module, "gradient_checkpointing", False) and hasattr(module, "_gradient_checkpointing_func"):
+            inner = module._gradient_checkpointing_func
+            module._gradient_checkpointing_func = lambda *a, _f=inner, _n=type(module).__name__, **k: (checkpointed.append(_n), _f(*a, **k))[1]
+    recomputed = grads()
+    assert {"CrossBlock", "LlamaDecoderLayer", "CLIPEncoderLayer"} <= set(checkpointed)
+    assert set(plain) == set(recomputed) and {n.split(".")[0] for n in plain} >= {"vision_encoder", "fusion", "language_model"}
+    for name in plain:
+        torch.testing.assert_close(recomputed[name], plain[name], rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_no_split_modules_name_the_repeated_blocks(model):
+    names = set(model._no_split_modules)
+    assert {"CrossBlock", "FusionExpert", "LlamaDecoderLayer"} <= names
+    classes = {type(m).__name__ for m in model.modules()}
+    assert names & classes >= {"CrossBlock", "FusionExpert", "LlamaDecoderLayer", "CLIPEncoderLayer"}
+
+
+def test_freeze_only_freezes(fresh):
+    from nanoemox.errors import ConfigError
+
+    model = fresh
+    model.set_phase("3")
+    trainable = {g for g, ps in model.parameter_groups().items() if any(p.requires_grad for _, p in ps)}
+    assert trainable == EXPECTED["3"]
+    model.freeze(["lora", "fusion"])
+    now = {g for g, ps in model.parameter_groups().items() if any(p.requires_grad for _, p in ps)}
+    assert now == EXPECTED["3"] - {"lora", "fusion"}
+    model.freeze(["vision_encoder"])  # already frozen: stays frozen, nothing else changes
+    assert {g for g, ps in model.parameter_groups().items() if any(p.requires_grad for _, p in ps)} == now
+    model.freeze()
+    assert not model.trainable_parameters()
+    with pytest.raises(ConfigError, match="unknown part"):
+        model.freeze(["adapter"])

@@ -223,8 +223,12 @@ class NanoEmoXConfig(PreTrainedConfig):
         out["phases"] = copy.deepcopy(self.phases)
         return out
 
-    def __eq__(self, other) -> bool:  # by value (transformers compares __dict__, which holds bookkeeping)
-        return isinstance(other, NanoEmoXConfig) and self.to_dict() == other.to_dict()
+    def __eq__(self, other) -> bool:
+        """By value, ignoring where it was loaded from (transformers compares __dict__, bookkeeping included)."""
+        def settings(c: NanoEmoXConfig) -> dict[str, Any]:
+            return {k: v for k, v in c.to_dict().items() if not k.startswith("_")}
+
+        return isinstance(other, NanoEmoXConfig) and settings(self) == settings(other)
 
     __hash__ = None
 
