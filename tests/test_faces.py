@@ -1,10 +1,11 @@
-"""Face detection on real photos (skimage's astronaut, matplotlib's Grace Hopper) and on noise."""
+"""Face detection on real photos (skimage's astronaut, matplotlib's Grace Hopper) and on noise, and
+the matched face track against a full search of every frame (SynthAffect clips, pans, a zoom, a cut)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from nanoemox.data.faces import FaceBox, FaceDetector, HaarFaceDetector, crop_face, get_detector, iou, square_box
+from nanoemox.data.faces import FaceBox, FaceDetector, HaarFaceDetector, crop_face, get_detector, iou, square_box, track_faces
 from nanoemox.errors import ConfigError
 
 # Where the faces are (x0, y0, x1, y1), read off the photos.
@@ -18,18 +19,18 @@ def _inside(box: FaceBox, region, tol: int = 25) -> bool:
     return x0 - tol <= cx <= x1 + tol and y0 - tol <= cy <= y1 + tol
 
 
-def _mtcnn_available() -> bool:
-    import importlib.util
+def _detector(name: str):
+    """A detector by name. A missing MTCNN wheel fails this case loudly instead of dropping it:
+    `make setup` installs facenet-pytorch==2.6.0."""
+    try:
+        return get_detector(name)
+    except ConfigError as e:
+        pytest.fail(f"face detector {name!r} unavailable: {e}")
 
-    return importlib.util.find_spec("facenet_pytorch") is not None
 
-
-DETECTORS = ["haar"] + (["mtcnn"] if _mtcnn_available() else [])
-
-
-@pytest.mark.parametrize("name", DETECTORS)
+@pytest.mark.parametrize("name", ["haar", "mtcnn"])
 def test_detector_finds_the_faces_and_nothing_in_noise(name, astronaut, grace_hopper):
-    det = get_detector(name)
+    det = _detector(name)
     assert isinstance(det, FaceDetector)
     for img, region in ((astronaut, ASTRONAUT_FACE), (grace_hopper, HOPPER_FACE)):
         boxes = det.detect(img)
@@ -119,3 +120,123 @@ def test_mtcnn_without_the_wheel_is_a_config_error(monkeypatch):
     monkeypatch.setattr(mtcnn, "_mtcnn_weights_dir", lambda: None)
     with pytest.raises(ConfigError, match="facenet-pytorch"):
         mtcnn.MTCNNFaceDetector()
+
+
+# --- tracking: the matched track against full detection in every frame -------------------------
+class _Counting:
+    """The real detector, counting its searches."""
+
+    def __init__(self, det):
+        self.det, self.calls = det, 0
+        self.confident_score = det.confident_score
+
+    def detect(self, rgb, **kw):
+        self.calls += 1
+        return self.det.detect(rgb, **kw)
+
+
+def _full_detection(frames, region_of=None) -> list:
+    """The largest face of a whole-frame search in each frame (None where there is none, or where it
+    lies outside the known face region: a false hit of the full search is not the face)."""
+    det = get_detector("haar")
+    out = []
+    for k, f in enumerate(frames):
+        found = det.detect(f)
+        b = found[0] if found else None
+        if b is not None and region_of is not None and not _inside(b, region_of(k)):
+            b = None
+        out.append(b)
+    return out
+
+
+def _check_track_matches_full(frames, region_of=None, min_iou: float = 0.6) -> tuple[int, int]:
+    """Every face the full search finds is found by the matched track, in the same place; returns
+    the searches the matched and the detect-every-frame tracks ran."""
+    matched, detected = _Counting(get_detector("haar")), _Counting(get_detector("haar"))
+    boxes = track_faces(frames, matched, follow="match")
+    track_faces(frames, detected, follow="detect")
+    full = _full_detection(frames, region_of)
+    assert sum(b is not None for b in full) >= len(frames) // 2, full  # the media do show a face
+    for k, (b, ref) in enumerate(zip(boxes, full)):
+        if ref is not None:
+            assert b is not None and iou(b, ref) >= min_iou, (k, b, ref)
+    return matched.calls, detected.calls
+
+
+def _pan(img: np.ndarray, step: int, n: int = 8) -> list[np.ndarray]:
+    w = int(img.shape[1] * 0.8)
+    return [np.ascontiguousarray(img[:, k * step : k * step + w]) for k in range(n)]
+
+
+@pytest.fixture(scope="module")
+def synth_frames(tmp_path_factory) -> list[list[np.ndarray]]:
+    """8 sampled frames of each of 8 SynthAffect clips, decoded with PyAV."""
+    import warnings
+
+    import av
+
+    from nanoemox.data.synth import generate_corpus
+
+    out = tmp_path_factory.mktemp("synth")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        generate_corpus(out, n=8, seed=0, workers=1, progress=False)
+    seqs = []
+    for clip in sorted((out / "media").glob("*.mp4")):
+        with av.open(str(clip)) as c:
+            frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+        seqs.append([frames[int((k + 0.5) * len(frames) / 8)] for k in range(8)])
+    assert len(seqs) == 8
+    return seqs
+
+
+def test_matched_track_finds_the_full_detection_faces_on_synthaffect(synth_frames):
+    ratios = []
+    for frames in synth_frames:
+        matched, detected = _check_track_matches_full(frames)
+        ratios.append(matched / detected)
+    # the point of matching: a fraction of the searches (typically 1 of 8 per clip)
+    assert np.median(ratios) <= 0.25, ratios
+
+
+def test_matched_track_finds_the_full_detection_faces_on_real_photos(astronaut, grace_hopper):
+    import cv2
+
+    for img, face, step in ((astronaut, ASTRONAUT_FACE, 10), (grace_hopper, HOPPER_FACE, 10)):
+        x0, y0, x1, y1 = face
+        _check_track_matches_full(_pan(img, step), lambda k: (x0 - k * step, y0, x1 - k * step, y1))
+    # zooming in by 40% over the clip: the template stops matching and the detector takes over
+    H, W = grace_hopper.shape[:2]
+    zoom = []
+    for k in range(8):
+        z = 1 + 0.4 * k / 7
+        h, w = int(H / z), int(W / z)
+        zoom.append(cv2.resize(grace_hopper[(H - h) // 3 : (H - h) // 3 + h, (W - w) // 2 : (W - w) // 2 + w], (W, H)))
+    _check_track_matches_full(zoom)
+
+
+def test_matched_track_never_carries_a_face_onto_another_person(astronaut, grace_hopper):
+    """A cut from the astronaut to Grace Hopper: every box is on the face of the person shown."""
+    import cv2
+
+    a, h = cv2.resize(astronaut, (400, 400)), cv2.resize(grace_hopper, (400, 400))
+    frames = [a] * 3 + [h] * 5
+    full = _full_detection(frames)
+    for b, ref in zip(track_faces(frames, get_detector("haar"), follow="match"), full):
+        assert b is None or (ref is not None and iou(b, ref) >= 0.5), (b, ref)
+
+
+def test_load_media_follows_by_matching_by_default(tmp_path, astronaut):
+    from mediakit import write_video
+
+    from nanoemox.data.media import MediaConfig, load_media
+
+    frames = np.stack([np.roll(astronaut[::2, ::2], 3 * i, axis=1) for i in range(20)])
+    path = write_video(tmp_path / "pan.mp4", frames, fps=10)
+    fast, slow = load_media(path), load_media(path, MediaConfig(face_follow="detect"))
+    assert fast.face_mask.all() and slow.face_mask.all()
+    assert min(iou(a, b) for a, b in zip(fast.face_boxes, slow.face_boxes)) >= 0.6
+    with pytest.raises(ValueError, match="face_follow"):
+        MediaConfig(face_follow="guess")
+    with pytest.raises(ValueError, match="follow"):
+        track_faces([astronaut], get_detector("haar"), follow="guess")

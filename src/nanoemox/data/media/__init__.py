@@ -7,11 +7,12 @@
   picture is kept, scaled to fit, centred on black bars (nothing is cropped away, so an off-centre
   speaker is never cut out). `frame_fit="crop"` centre-crops instead.
 - faces: one face track per clip (`nanoemox.data.faces.track_faces`). The largest face is found
-  in the middle frame (else in the first-quarter, third-quarter or next frame, at most 4
-  whole-frame searches, each a cheap search for large faces first), then followed frame to frame,
-  both ways, inside a small window around its last position. Frames where the tracked face is
-  not found are marked (`face_mask` False, zero crop): no face is invented and no other person's
-  face is substituted.
+  in one anchor frame (the middle one, else the first-quarter, third-quarter or next frame, at
+  most 4, searched coarse to fine), then followed frame to frame, both ways, inside a small window
+  around its last position: by template matching on a small grey copy, the detector running only
+  where the match is weak (`face_follow="match"`, the default; `"detect"` runs the detector in
+  every frame). Frames where the tracked face is not found are marked (`face_mask` False, zero
+  crop): no face is invented and no other person's face is substituted.
 - audio: the whole decoded track as 16 kHz mono float32 (capped at `max_seconds`), plus
   `n_clips` clips of `clip_seconds` each. A track longer than `n_clips * clip_seconds` gets clips
   spread uniformly over it (evenly spaced starts, first at 0, last ending at the end); a shorter

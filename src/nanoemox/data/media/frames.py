@@ -83,7 +83,7 @@ def finish_video(out: MediaInput, images: list[np.ndarray], index: list[int], cf
     out.frames = np.stack([fitted[i] for i in index]).astype(np.uint8, copy=False)
     if not cfg.detect_faces:
         return
-    boxes = track_faces(images, get_detector(cfg.detector))
+    boxes = track_faces(images, get_detector(cfg.detector), follow=cfg.face_follow)
     crops = [None if b is None else crop_face(images[k], b, cfg.face_size, cfg.face_margin) for k, b in enumerate(boxes)]
     faces = np.zeros((T, cfg.face_size, cfg.face_size, 3), dtype=np.uint8)
     mask = np.zeros(T, dtype=bool)

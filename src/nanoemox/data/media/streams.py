@@ -22,6 +22,9 @@ def fraction_float(x) -> float | None:
     except (TypeError, ZeroDivisionError, ValueError):
         return None
 
+_THREADED_MIN_PIXELS = 320 * 240
+
+
 def _target_times(start: float, span: float, n: int) -> np.ndarray:
     return start + (np.arange(n) + 0.5) * (span / n)
 
@@ -34,6 +37,7 @@ class _AudioSink:
 
         self.cfg = cfg
         self.resampler = av.AudioResampler(format="flt", layout="mono", rate=cfg.sample_rate)
+        self.passthrough: bool | None = None
         self.chunks: list[np.ndarray] = []
         self.n = 0
         self.limit = int(round(cfg.max_seconds * cfg.sample_rate))
@@ -44,8 +48,20 @@ class _AudioSink:
     def add(self, frame) -> None:
         if self.done:
             return
+        if self.passthrough is None:  # decided once per stream, on its first frame
+            self.passthrough = self._is_target_format(frame)
+        if self.passthrough and self._is_target_format(frame):
+            self._push(frame)  # already mono float at the target rate: the resampler would only copy
+            return
+        self.passthrough = False
         for out in self.resampler.resample(frame):
             self._push(out)
+
+    def _is_target_format(self, frame) -> bool:
+        try:
+            return frame.sample_rate == self.cfg.sample_rate and frame.format.name in ("flt", "fltp") and frame.layout.nb_channels == 1
+        except AttributeError:  # pragma: no cover
+            return False
 
     def _push(self, out) -> None:
         a = out.to_ndarray().reshape(-1)
@@ -144,13 +160,16 @@ class _FramePicker:
 
 
 def _configure_video(vs, cfg: MediaConfig, expected_frames: float | None = None) -> bool:
-    """Frame-threaded decoding; for clips with plenty of frames per sample, also skip decoding
+    """Frame-threaded decoding (for pictures of at least `_THREADED_MIN_PIXELS`); for clips with plenty of frames per sample, also skip decoding
     non-reference frames (h264/hevc B-frames nothing else depends on): the sampled frames then
     lie within a few frames of their targets, at a fraction of the decoding cost. Returns whether
     frames are skipped."""
     skipping = False
+    ctx = vs.codec_context
     try:
-        vs.thread_type = "AUTO"
+        # Threads cost more than they save on small pictures (160x160: 4.2 vs 3.4 ms a clip).
+        if cfg.decode_threads or not ctx.width or ctx.width * ctx.height >= _THREADED_MIN_PIXELS:
+            vs.thread_type = "AUTO"
         if cfg.decode_threads:
             vs.thread_count = cfg.decode_threads
     except Exception:  # pragma: no cover - some decoders refuse threading options

@@ -31,6 +31,7 @@ class MediaConfig:
     face_size: int = 112
     detect_faces: bool = True
     detector: str = "haar"
+    face_follow: str = "match"  # "match": template matching between detections; "detect": the detector in every frame
     max_pixels: int = 4096 * 4096
     frame_fit: str = "letterbox"  # or "crop" (centre crop after scaling the short side)
     face_margin: float = 0.2
@@ -44,6 +45,8 @@ class MediaConfig:
             raise ValueError("n_frames and n_clips must be >= 1, frame_size and face_size >= 8")
         if self.clip_seconds <= 0 or self.max_seconds <= 0 or self.sample_rate <= 0:
             raise ValueError("clip_seconds, max_seconds and sample_rate must be positive")
+        if self.face_follow not in ("match", "detect"):
+            raise ValueError(f"face_follow must be 'match' or 'detect', got {self.face_follow!r}")
         if self.frame_fit not in ("letterbox", "crop"):
             raise ValueError(f"frame_fit must be 'letterbox' or 'crop', got {self.frame_fit!r}")
 
