@@ -17,6 +17,16 @@ def cache_dir() -> Path:
 
 
 @contextlib.contextmanager
+def cache_lock(name: str) -> Iterator[None]:
+    """An exclusive inter-process lock on `cache_dir()/.name.lock` (filelock), so that two
+    processes that both find a cache entry missing build it only once."""
+    from filelock import FileLock
+
+    with FileLock(str(cache_dir() / f".{name}.lock")):
+        yield
+
+
+@contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `dest`; rename it onto `dest` only if the block succeeds.
 

