@@ -51,21 +51,66 @@ def test_gpu_check_script_syntax_and_cpu_smoke(capsys):
         assert res[k] > 0, k
 
 
+def _tiny_model():
+    from nanoemox.modeling.modeling_nanoemox import NanoEmoXForConditionalGeneration
+
+    torch.manual_seed(0)
+    return NanoEmoXForConditionalGeneration.from_preset("tiny")
+
+
 def test_params_cost_json_tiny(capsys):
+    """Parameter counts and weight bytes of `params --cost`, against torch's own counts of a built
+    tiny model (numel per module, bytes of the tensors cast to each dtype)."""
     from nanoemox.cli import main
 
     assert main(["params", "--preset", "tiny", "--cost", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     cost = out["cost"]
-    assert cost["params"]["total"] == out["total"]
-    assert cost["bytes"] == {"fp32": 4 * out["total"], "bf16": 2 * out["total"], "int8": out["total"]}
-    s = cost["llm"]
-    assert cost["kv_cache"]["bytes_per_token_bf16"] == 2 * s["layers"] * s["kv_heads"] * s["head_dim"] * 2
+    model = _tiny_model()
+    params = dict(model.named_parameters())
+    total = sum(p.numel() for p in params.values())
+    assert cost["params"]["total"] == out["total"] == total
+    for part in ("vision_encoder", "audio_encoder", "face_backbone"):
+        assert cost["params"][part] == sum(p.numel() for p in getattr(model, part).parameters()), part
+    adapters = sum(p.numel() for m in (model.visual_adapter, model.audio_adapter, model.face_adapter, model.fusion) for p in m.parameters())
+    lora = sum(p.numel() for n, p in params.items() if ".lora_" in n)
+    assert (cost["params"]["adapters_fusion"], cost["params"]["lora"]) == (adapters, lora)
+    for key, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16), ("int8", torch.int8)):
+        assert cost["bytes"][key] == sum(p.detach().to(dtype).nbytes for p in params.values()), key
     f = cost["flops"]
     assert all(f[k] > 0 for k in ("vision_encoder", "audio_encoder", "face_backbone", "adapters_fusion"))
-    prefill = [f["llm_prefill"][k] for k in sorted(f["llm_prefill"], key=int)]
-    assert prefill == sorted(prefill) and "peer" not in cost
-    assert cost["assumptions"]
+    assert "peer" not in cost and cost["assumptions"]
+
+
+def test_llm_prefill_decode_and_kv_cache_match_torch():
+    """The LLM's closed-form prefill / decode FLOPs equal torch's FlopCounterMode on the tiny LM
+    (eager attention, so the attention matmuls are counted; LM head at the last position), and the
+    KV-cache bytes per token equal the bytes transformers' cache actually holds in bf16."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from nanoemox.modeling.cost import model_cost
+
+    model = _tiny_model()
+    cost = model_cost(model)
+    lm = model.language_model
+    lm.set_attn_implementation("eager")
+    for L in map(int, cost["flops"]["llm_prefill"]):
+        ids = torch.randint(0, 200, (1, L))
+        with torch.no_grad(), FlopCounterMode(display=False) as fc:
+            lm(input_ids=ids, logits_to_keep=1, use_cache=False)
+        assert cost["flops"]["llm_prefill"][str(L)] == fc.get_total_flops(), L
+        with torch.no_grad():
+            cache = lm(input_ids=ids[:, :-1], use_cache=True).past_key_values
+            with FlopCounterMode(display=False) as fc:  # one decode step attending to L positions
+                lm(input_ids=ids[:, -1:], cache=cache, use_cache=True, logits_to_keep=1)
+        assert cost["flops"]["llm_decode_per_token"][str(L)] == fc.get_total_flops(), L
+    lm.to(torch.bfloat16)
+    n = 10
+    with torch.no_grad():
+        cache = lm(input_ids=torch.randint(0, 200, (1, n)), use_cache=True).past_key_values
+    held = sum(t.nbytes for layer in cache.layers for t in (layer.keys, layer.values))
+    assert cost["kv_cache"]["bytes_per_token_bf16"] * n == held
+    assert cost["kv_cache"]["bytes_per_token_fp32"] == 2 * cost["kv_cache"]["bytes_per_token_bf16"]
 
 
 def test_cost_text_output(capsys):
