@@ -212,7 +212,7 @@ def test_matched_track_finds_the_full_detection_faces_on_real_photos(astronaut, 
         z = 1 + 0.4 * k / 7
         h, w = int(H / z), int(W / z)
         zoom.append(cv2.resize(grace_hopper[(H - h) // 3 : (H - h) // 3 + h, (W - w) // 2 : (W - w) // 2 + w], (W, H)))
-    _check_track_matches_full(zoom)
+    _check_track_matches_full(zoom, min_iou=0.5)  # the detector's own box size wobbles while zooming
 
 
 def test_matched_track_never_carries_a_face_onto_another_person(astronaut, grace_hopper):

@@ -86,12 +86,14 @@ class _Template:
         self.patch = _grey(img, x0, y0, x1, y1, self.scale)
 
     def find(self, img: np.ndarray, ref: FaceBox) -> FaceBox | None:
-        """The face in a window of 2x its size around `ref`, or None when the best match is weak."""
+        """The face in a window of 3x its size around `ref` (the detector's window), or None when
+        the best match is weak."""
         H, W = img.shape[:2]
         side = max(ref.w, ref.h)
         cx, cy = ref.center
-        x0, y0 = max(0, int(cx - side)), max(0, int(cy - side))
-        x1, y1 = min(W, int(cx + side)), min(H, int(cy + side))
+        half = 1.5 * side
+        x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
+        x1, y1 = min(W, int(cx + half)), min(H, int(cy + half))
         ph, pw = self.patch.shape
         if ph < 8 or pw < 8 or x1 - x0 <= 0 or y1 - y0 <= 0:
             return None
@@ -144,17 +146,17 @@ def _anchor_search(img: np.ndarray, detector, levels: Sequence[float] = (3.0, 6.
 
 
 def _anchor_across(images: Sequence[np.ndarray], candidates: Sequence[int], detector) -> tuple[int | None, FaceBox | None]:
-    """The anchor for matching mode: each coarse level is tried on every candidate frame before
-    the next, finer (costlier) one, so a face that one frame shows clearly is found at the coarse
-    cost even where the middle frame needs a fine search. The coarsest level looks for faces of
-    half the short side (a talking head): a quarter of the pixels of the third-of-the-side level."""
-    for div in (2.0, 3.0, 6.0):
+    """The anchor for matching mode: the two coarsest levels (faces of at least a half, then a
+    third of the short side: a talking head) are tried on every candidate frame before any finer,
+    costlier search, so a large face that one frame shows clearly is found at the coarse cost even
+    where the middle frame would need a fine search; then each frame in turn, finer levels."""
+    for div in (2.0, 3.0):
         for i in candidates:
             found = _anchor_search(images[i], detector, levels=(div,), fine=False)
             if found is not None:
                 return i, found
     for i in candidates:
-        found = _anchor_search(images[i], detector, levels=())
+        found = _anchor_search(images[i], detector, levels=(6.0,))
         if found is not None:
             return i, found
     return None, None
