@@ -315,6 +315,11 @@ def test_config_roundtrip_and_clear_errors(tmp_path):
         get_preset("huge")
     with pytest.raises(ConfigError, match="same length"):
         c.with_overrides({"audio.fusion_layers": [1]})
+    with pytest.raises(ConfigError, match=r"config tokens.audio = 'eight': expected a valid integer"):
+        c.with_overrides({"tokens.audio": "eight"})
+    assert c.with_overrides({"tokens.audio": "8"}).tokens.audio == 8  # typed: coerced, not kept as text
+    with pytest.raises(ConfigError, match=r"config vision.fusion_layers.1 = 'x'"):
+        NanoEmoXConfig.from_dict({**c.to_dict(), "vision": {**c.to_dict()["vision"], "fusion_layers": [1, "x"]}})
     with pytest.raises(ConfigError, match="unknown key 'widht'"):
         c.with_overrides({"fusion.widht": 3})
     with pytest.raises(ConfigError, match="section 'vision': unknown key"):

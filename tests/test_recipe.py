@@ -42,6 +42,9 @@ def test_overrides_are_typed():
         ("phases.2.group_by_task=maybe", ["phases.2.group_by_task", "'maybe'", "boolean"]),
         ("seed=abc", ["seed", "'abc'", "integer"]),
         ("synth.n=lots", ["synth.n", "'lots'", "integer"]),
+        ("model_overrides={tokens.audio: eight}", ["model_overrides", "tokens.audio", "'eight'", "integer"]),
+        ("model_overrides={tokens.adio: 8}", ["model_overrides", "unknown key 'adio'"]),
+        ("preset=huge", ["preset", "unknown preset 'huge'"]),
     ],
 )
 def test_bad_values_name_key_value_and_expectation(override, needles):

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
 from transformers import AutoConfig, PreTrainedConfig
 
 from ..errors import ConfigError
@@ -57,7 +58,7 @@ class AudioConfig:
     encoder_type: str = "hubert"  # hubert | wav2vec2 | whisper
     path: str | None = None
     encoder_config: dict[str, Any] = field(default_factory=dict)
-    feature_layer: int = -1
+    feature_layer: int | list[int] = -1  # a list: those layers' per-clip features are averaged
     fusion_layers: list[int] = field(default_factory=lambda: [16, 18, 22])
     num_clips: int = 8
     clip_seconds: float = 2.0
@@ -69,7 +70,7 @@ class FaceConfig:
     """A frozen per-frame face backbone (one vector per face crop) + the temporal module."""
 
     source: str = "random"
-    backbone_type: str = "fer"  # fer (FER2013 mini-Xception, 64x64 grey) | swin (transformers SwinModel)
+    backbone_type: str = "fer"  # fer (FER2013 mini-Xception, 64x64 grey) | facexformer | swin (transformers SwinModel)
     path: str | None = None
     backbone_config: dict[str, Any] = field(default_factory=dict)
     input_size: int = 64
@@ -171,7 +172,12 @@ def _section(key: str, value: Any):
     unknown = set(value) - {f.name for f in dataclasses.fields(sub)}
     if unknown:
         raise ConfigError(f"config section {key!r}: unknown key(s) {', '.join(sorted(unknown))}")
-    return sub(**copy.deepcopy(value))
+    try:  # typed: pydantic checks the dataclass's annotations and returns the plain dataclass
+        return TypeAdapter(sub).validate_python(copy.deepcopy(value))
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join([key, *(str(x) for x in err["loc"])])
+        raise ConfigError(f"config {where} = {err['input']!r}: {err['msg'].replace('Input should be', 'expected')}") from None
 
 
 class NanoEmoXConfig(PreTrainedConfig):

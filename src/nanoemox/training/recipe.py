@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..data.schema import TASKS
 from ..errors import ConfigError
 from ..modeling.configuration import GROUPS
+from ..modeling.presets import get_preset
 from ..prompts import LABEL_WORD_TASKS
 
 # What a mixture entry may keep: the four placeholder blocks, and "text" (the subtitle and dialogue
@@ -246,6 +247,10 @@ def validation_message(err: ValidationError, where: str, prefix: list[str] | Non
 def _build(raw: dict[str, Any], path: Path, subst: dict[str, str]) -> Recipe:
     where = path.name
     spec = _validate(RecipeFile, raw, where, [])
+    try:  # the preset name and model_overrides, typed by the model config (cheap: no weights)
+        get_preset(spec.preset).with_overrides(spec.model_overrides)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: preset / model_overrides: {e}") from None
     datasets = {}
     for name, ds in spec.datasets.items():
         datasets[name] = {**ds.model_dump(exclude_none=True), "manifest": _fmt(ds.manifest, subst)}
