@@ -26,13 +26,13 @@ def build_batch(ctx: Context, model, processor, batch: int = BATCH, task: str = 
 def run(ctx: Context) -> list[Table]:
     from nanoemox.data.features import FeatureCache
     from nanoemox.modeling.modeling_nanoemox import EncoderOutputs, NanoEmoXForConditionalGeneration
-    from nanoemox.modeling.processing import NanoEmoXProcessor, stack_tensors
+    from nanoemox.modeling.processing import MEDIA_KEYS, NanoEmoXProcessor, stack_tensors
 
     torch.manual_seed(0)
     model = NanoEmoXForConditionalGeneration.from_preset(ctx.preset)
     processor = NanoEmoXProcessor(model.config, model.tokenizer)
     samples, exs, batch = build_batch(ctx, model, processor)
-    media = {k: batch[k] for k in ("pixel_values", "frame_mask", "audio_values", "audio_mask", "face_values", "face_mask") if k in batch}
+    media = {k: batch[k] for k in MEDIA_KEYS if k in batch}
 
     model.set_phase("3")
     model.train()
