@@ -163,7 +163,7 @@ def _encoder_flops(model) -> tuple[dict[str, int], list[str]]:
         fc = swin_flops(fb.net.config, T)
     else:
         fc = counted_flops(fb, (1, T, fb.in_channels, c.face.input_size, c.face.input_size))
-        notes.append("face: FER mini-Xception FLOPs counted by torch's FlopCounterMode from shapes")
+        notes.append(f"face: {c.face.backbone_type} backbone FLOPs counted by torch's FlopCounterMode from shapes")
     vc = model.vision_encoder.tower.config
     notes.append(f"vision: {T} frames x {(vc.image_size // vc.patch_size) ** 2 + 1} tokens; face backbone on {T} crops at {c.face.input_size}px")
     return {"vision_encoder": v, "audio_encoder": a, "face_backbone": fc}, notes
