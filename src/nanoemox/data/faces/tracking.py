@@ -155,8 +155,12 @@ def _anchor_across(images: Sequence[np.ndarray], candidates: Sequence[int], dete
             found = _anchor_search(images[i], detector, levels=(div,), fine=False)
             if found is not None:
                 return i, found
+    window = getattr(detector, "window", 24)
     for i in candidates:
-        found = _anchor_search(images[i], detector, levels=(6.0,))
+        # On a small frame the sixth-of-the-side level searches nearly the whole range at nearly
+        # full size: the full search alone costs the same, without a second search to confirm.
+        fine = (6.0,) if min(images[i].shape[:2]) / 6.0 >= 1.5 * window else ()
+        found = _anchor_search(images[i], detector, levels=fine)
         if found is not None:
             return i, found
     return None, None
