@@ -25,14 +25,16 @@ def test_small_preset_parts(small):
     assert isinstance(small.face_backbone.net, MiniXception)
     assert small.language_model.config.hidden_size == 576 and small.language_model.config.num_hidden_layers == 30
     # the random vision tower trains in phase 1b only; the pretrained encoders never train
-    small.set_phase("1b")
-    assert any(p.requires_grad for p in small.vision_encoder.parameters())
-    for phase in ("1a", "1b", "2", "3"):
-        small.set_phase(phase)
-        assert not any(p.requires_grad for p in small.audio_encoder.parameters())
-        assert not any(p.requires_grad for p in small.face_backbone.parameters())
-        assert not any(p.requires_grad for n, p in small.language_model.named_parameters() if "lora_" not in n)
-    small.set_phase(None)
+    try:  # the model is shared with the next test: always hand it back frozen
+        small.set_phase("1b")
+        assert any(p.requires_grad for p in small.vision_encoder.parameters())
+        for phase in ("1a", "1b", "2", "3"):
+            small.set_phase(phase)
+            assert not any(p.requires_grad for p in small.audio_encoder.parameters())
+            assert not any(p.requires_grad for p in small.face_backbone.parameters())
+            assert not any(p.requires_grad for n, p in small.language_model.named_parameters() if "lora_" not in n)
+    finally:
+        small.set_phase(None)
 
 
 def test_small_model_speaks_english_text_only(small):
