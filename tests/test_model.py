@@ -382,3 +382,15 @@ def test_freeze_only_freezes(fresh):
     assert not model.trainable_parameters()
     with pytest.raises(ConfigError, match="unknown part"):
         model.freeze(["adapter"])
+
+
+def test_from_pretrained_device_map_and_dtype(fresh, tmp_path):
+    from transformers import AutoModel
+
+    from nanoemox.errors import ConfigError
+
+    fresh.save_pretrained(tmp_path / "m")
+    m = AutoModel.from_pretrained(tmp_path / "m", device_map={"": "cpu"}, dtype=torch.bfloat16)
+    assert {p.dtype for p in m.parameters()} == {torch.bfloat16} and {p.device.type for p in m.parameters()} == {"cpu"}
+    with pytest.raises(ConfigError, match="one device"):
+        NanoEmoXForConditionalGeneration.from_pretrained(tmp_path / "m", device_map={"language_model": 0, "fusion": 1})

@@ -344,6 +344,7 @@ class NanoEmoXForConditionalGeneration(PreTrainedModel, GenerationMixin):
         (or {"": device}, or "auto": the GPU when there is one); `dtype` casts the loaded model."""
         from safetensors.torch import load_file
 
+        device = _single_device(device_map) if device_map is not None else None  # fail before building
         directory = Path(pretrained_model_name_or_path)
         config = config if isinstance(config, NanoEmoXConfig) else NanoEmoXConfig.load(directory)
         weights = directory / WEIGHTS_NAME
@@ -373,8 +374,8 @@ class NanoEmoXForConditionalGeneration(PreTrainedModel, GenerationMixin):
             model.phase = json.loads(meta.read_text()).get("phase")
         if dtype not in (None, "auto"):
             model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
-        if device_map is not None:
-            model.to(_single_device(device_map))
+        if device is not None:
+            model.to(device)
         return model
 
     @classmethod
