@@ -86,6 +86,25 @@ def media(model, batch: int) -> dict[str, torch.Tensor]:
     }
 
 
+def generation_latency(model, device: torch.device, dtype: torch.dtype, batches: list[int], prompt: int, new_tokens: int, repeats: int) -> dict:
+    """The whole model answering from media (encoders, adapters, fusion, then greedy decoding of
+    exactly `new_tokens` tokens) at each batch size: seconds per call and per new token."""
+    out = {}
+    tok = model.tokenizer
+    for b in batches:
+        ids, _ = prompt_ids(model, b, prompt, 8)
+        ids = ids.to(device)
+        med = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype) for k, v in media(model, b).items()}
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        kw = dict(media=med, max_new_tokens=new_tokens, min_new_tokens=new_tokens, eos_token_id=tok.eos_token_id)
+        t = statistics.median(timed(lambda: model.generate(ids, attention_mask=torch.ones_like(ids), **kw), device, repeats))
+        out[f"generate_b{b}_s"] = round(t, 4)
+        out[f"generate_b{b}_ms_per_token"] = round(1000 * t / new_tokens, 2)
+        out[f"peak_memory_generate_b{b}_bytes"] = peak_memory(device)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda")
@@ -95,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--new-tokens", type=int, default=64)
     p.add_argument("--batch", type=int, default=3, help="training batch (paper: 3)")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--gen-batches", default="1,8", help="batch sizes for the full-model generation latency (default 1,8)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     device = torch.device(args.device)
@@ -149,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
         for c in ((True, False) if r % 2 == 0 else (False, True)):
             (cached if c else recompute).append(timed(lambda: step(c), device, 1, warmup=False)[0])
     train_peak = peak_memory(device)
+    model.set_phase(None)
+    model.eval()
+    gen_latency = generation_latency(model, device, dtype, [int(b) for b in args.gen_batches.split(",") if b], args.prompt, N, args.repeats)
     res = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "preset": preset, "dtype": str(dtype).replace("torch.", ""), "build_s": round(build_s, 2),
@@ -161,7 +184,10 @@ def main(argv: list[str] | None = None) -> int:
         "phase3_step_cached_s": round(statistics.median(cached), 4),
         "phase3_step_recompute_s": round(statistics.median(recompute), 4),
         "feature_cache_speedup": round(statistics.median(recompute) / statistics.median(cached), 2),
+        "phase3_tokens_per_s_cached": round(B * args.prompt / statistics.median(cached), 1),
+        "phase3_tokens_per_s_recompute": round(B * args.prompt / statistics.median(recompute), 1),
         "peak_memory_train_bytes": max(train_peak, peak_memory(device)),
+        **gen_latency,
         "repeats": args.repeats,
     }
     if args.json:

@@ -25,7 +25,20 @@ from ..modeling.presets import get_preset
 from ..modeling.processing import Example, NanoEmoXProcessor, keep_encoded, media_keys, modalities_from_encoded, stack_tensors
 from ..prompts import answer_words, target_text
 from ..storage import append_line, atomic_path, atomic_write_json
-from .objectives import alignment_loss, word_targets
+from .distributed import (
+    PhaseObjective,
+    cpu_fsdp_requested,
+    full_state,
+    full_tensor,
+    gather_rng,
+    is_sharded,
+    load_full_state,
+    load_optimizer_state,
+    optimizer_state,
+    set_rng_state,
+    shard_fsdp2,
+)
+from .objectives import WordTargets, word_targets
 from .prepared import ENCODERS, PreparedData
 from .recipe import PhaseSpec, Recipe
 
@@ -50,6 +63,11 @@ class CurriculumTrainer:
         precision = recipe.phases[0].precision
         self.accelerator = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available(), kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
         self.progress = progress and self.accelerator.is_main_process
+        self.cpu_fsdp = cpu_fsdp_requested(self.accelerator)
+        self.sharded = is_sharded(self.accelerator, self.cpu_fsdp)
+        self.deepspeed = self.accelerator.distributed_type.name == "DEEPSPEED"
+        self._wrapped = None
+        self._warned_idle = False
         set_seed(recipe.seed)  # the random parts of the base model must be identical on resume
         config = get_preset(recipe.preset).with_overrides(recipe.model_overrides)
         self.model = NanoEmoXForConditionalGeneration(config)
@@ -168,8 +186,10 @@ class CurriculumTrainer:
         return load_file(str(self._phase_dir(name) / UNIVERSE_FILE))
 
     def _universe_state(self) -> dict[str, torch.Tensor]:
-        sd = self.model.state_dict()
-        return {k: sd[k].detach().contiguous().cpu().clone() for k in self.universe}
+        if self.deepspeed and self._wrapped is not None:  # ZeRO-3 partitions parameters: gather them
+            sd = self.accelerator.get_state_dict(self._wrapped)
+            return {k: sd["model." + k].detach().float().contiguous().cpu().clone() for k in self.universe}
+        return full_state(self.model, self.universe)
 
     def _set_universe(self, state: dict[str, torch.Tensor]) -> None:
         missing = set(self.universe) - set(state)
@@ -213,14 +233,15 @@ class CurriculumTrainer:
         frozen = set(ENCODERS) - trainable_enc
         self.prepared.refresh_encoded(frozen, progress=self.progress)
         pools = self._pools(phase, data)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=phase.lr, betas=phase.betas, weight_decay=phase.weight_decay)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(phase))
-        model, optimizer, scheduler = acc.prepare(self.model, optimizer, scheduler)
+        targets = self._word_targets(phase, pools, samples_by_id) if phase.objective == "align" else {}
+        model, optimizer, scheduler, params = self._prepare(phase)
+        self._wrapped = model
         start = 0
         ckpt = pdir / "checkpoint"
         if self.resume and (ckpt / "state.pt").is_file():
-            start = self._load_checkpoint(ckpt, optimizer, scheduler)
+            if self.deepspeed:
+                raise TrainingError(f"{ckpt}: resuming mid-phase is not supported under DeepSpeed (finished phases are reused); restart the phase or use FSDP")
+            start = self._load_checkpoint(ckpt, model, optimizer, scheduler)
             if acc.is_main_process:
                 print(f"phase {phase.name}: resuming at step {start}/{phase.steps}")
         world, rank = acc.num_processes, acc.process_index
@@ -233,43 +254,34 @@ class CurriculumTrainer:
         bar = tqdm(total=phase.steps, initial=start, desc=f"phase {phase.name}", disable=not self.progress, dynamic_ncols=True)
         model.train()
         t_last, n_last = time.time(), 0
-        warned_idle = False
         for step in range(start, phase.steps):
             plan = self.batch_plan(index, phase, step, pools)[rank * per_rank : (rank + 1) * per_rank]
-            total = 0.0
+            total, idle_steps = 0.0, 0
             for k in range(phase.grad_accum):
                 exs, enc, media = self._examples(plan[k * micro : (k + 1) * micro], phase, frozen, samples_by_id)
-                enc_out = self._encoder_outputs(enc, media, trainable_enc)
-                ctx = acc.no_sync(model) if k < phase.grad_accum - 1 else _null()
-                with ctx, acc.autocast():
+                enc_out = self._encoder_outputs(enc, media, trainable_enc).to(acc.device)
+                with self._no_sync(model, last=k == phase.grad_accum - 1), acc.autocast():
                     if phase.objective == "align":
-                        inner = acc.unwrap_model(model)
-                        words = [answer_words(ex.task, samples_by_id[ex.id]) for ex in exs]
-                        loss = alignment_loss(inner, enc_out.to(acc.device), [ex.modalities for ex in exs], word_targets(inner, words).to(acc.device))
-                        loss = torch.zeros((), device=acc.device) if loss is None else loss / phase.grad_accum
+                        tgt = _stack_targets([targets[(ex.task, ex.id)] for ex in exs]).to(acc.device)
+                        loss, idle = model("align", enc_out, modalities=[ex.modalities for ex in exs], targets=tgt)
                     else:
-                        batch = self.processor.collate(exs)
-                        out = model(input_ids=batch["input_ids"].to(acc.device), attention_mask=batch["attention_mask"].to(acc.device), labels=batch["labels"].to(acc.device), encoder_outputs=enc_out.to(acc.device))
-                        loss = out.loss / phase.grad_accum
+                        batch = {k2: v.to(acc.device) for k2, v in self.processor.collate(exs).items() if k2 in ("input_ids", "attention_mask", "labels")}
+                        loss, idle = model("lm", enc_out, batch=batch)
+                    loss = loss / phase.grad_accum
                 if not torch.isfinite(loss):
                     raise TrainingError(
                         f"phase {phase.name} step {step}: loss is {loss.item()} (NaN/inf); stopped. The last good checkpoint is {ckpt} "
                         f"(resume with a lower lr, e.g. phases.{phase.name}.lr={phase.lr / 10:g})"
                     )
-                if loss.requires_grad:
-                    acc.backward(loss)
-                elif not warned_idle:  # e.g. the text-only ablation in an adapter-only phase
-                    warned_idle = True
+                idle_steps += int(idle)
+                if idle and not self._warned_idle:  # e.g. the text-only ablation in an adapter-only phase
+                    self._warned_idle = True
                     log.warning("phase %s: no trainable part takes part in these batches (missing modalities?); its steps change nothing", phase.name)
+                acc.backward(loss)  # DDP / FSDP sync the gradients here, whatever the objective
                 total += loss.detach().float().item()
-            if phase.objective == "align" and world > 1:
-                # align runs the unwrapped model (no DDP forward), so gradients are averaged here
-                for p in params:
-                    if p.grad is None:
-                        p.grad = torch.zeros_like(p)
-                    torch.distributed.all_reduce(p.grad)
-                    p.grad /= world
-            grad_norm = acc.clip_grad_norm_(params, phase.max_grad_norm) if phase.max_grad_norm > 0 else None
+            if self._all_idle(idle_steps == phase.grad_accum):
+                optimizer.zero_grad(set_to_none=True)  # no gradient at all: AdamW must not even decay
+            grad_norm = self._clip(params, phase.max_grad_norm)
             if grad_norm is not None and not torch.isfinite(torch.as_tensor(grad_norm)):
                 raise TrainingError(f"phase {phase.name} step {step}: gradient norm is not finite; stopped. The last good checkpoint is {ckpt}")
             optimizer.step()
@@ -291,14 +303,77 @@ class CurriculumTrainer:
                 self._save_checkpoint(ckpt, optimizer, scheduler, done)
         bar.close()
         acc.wait_for_everyone()
+        state = self._universe_state()  # a collective under FSDP: every rank takes part
         if acc.is_main_process:
             with atomic_path(pdir / UNIVERSE_FILE) as tmp:
                 from safetensors.torch import save_file
 
-                save_file(self._universe_state(), str(tmp))
+                save_file(state, str(tmp))
             atomic_write_json(pdir / "done.json", {"phase": phase.name, "steps": phase.steps, "groups": sorted(self.phase_groups[phase.name])})
         acc.wait_for_everyone()
+        self._wrapped = None
         acc.free_memory()
+        if self.sharded or self.deepspeed:
+            self._fresh_model()  # the next phase shards / partitions a whole model again
+
+    # ---------------------------------------------------------------- distributed
+    def _prepare(self, phase: PhaseSpec):
+        """Wrap the phase objective for DDP / FSDP (accelerate; torch FSDP2 on CPU processes) and
+        build the optimizer over the trainable tensors as the wrapper holds them."""
+        acc = self.accelerator
+        wrapper = PhaseObjective(self.model)
+        if self.cpu_fsdp:
+            shard_fsdp2(wrapper)  # parameters become DTensor shards: the optimizer is built after
+        params = [p for p in wrapper.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=phase.lr, betas=phase.betas, weight_decay=phase.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(phase))
+        if self.cpu_fsdp:
+            optimizer, scheduler = acc.prepare(optimizer, scheduler)
+            return wrapper, optimizer, scheduler, params
+        model, optimizer, scheduler = acc.prepare(wrapper, optimizer, scheduler)
+        params = [p for p in model.parameters() if p.requires_grad]  # accelerate's FSDP swaps them
+        return model, optimizer, scheduler, params
+
+    def _all_idle(self, idle: bool) -> bool:
+        """True when no rank had any trainable input this step."""
+        if self.accelerator.num_processes == 1:
+            return idle
+        flag = torch.tensor(float(idle), device=self.accelerator.device)
+        return bool(self.accelerator.reduce(flag, reduction="sum").item() == self.accelerator.num_processes)
+
+    def _no_sync(self, model, last: bool):
+        if last:
+            return _null()
+        if self.cpu_fsdp:
+            return _fsdp_no_sync(model)
+        return self.accelerator.no_sync(model)
+
+    def _clip(self, params, max_norm: float):
+        if max_norm <= 0:
+            return None
+        if self.cpu_fsdp:  # DTensor gradients: torch computes the global norm across shards
+            norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+            return full_tensor(norm)
+        return self.accelerator.clip_grad_norm_(params, max_norm)
+
+    def _fresh_model(self) -> None:
+        """Rebuild the (unsharded) model from the same seed; the trained tensors live in the phase files."""
+        from accelerate.utils import set_seed
+
+        config = self.model.config
+        set_seed(self.recipe.seed)
+        self.model = NanoEmoXForConditionalGeneration(config)
+        self.prepared.model = self.model
+
+    def _word_targets(self, phase: PhaseSpec, pools, samples_by_id) -> dict[tuple[str, str], WordTargets]:
+        """Align targets per (task, sample), read from the LM's embeddings before any sharding."""
+        out = {}
+        for m, ids in zip(phase.mixture, pools):
+            for sid in ids:
+                if (m.task, sid) not in out:
+                    out[(m.task, sid)] = word_targets(self.model, [answer_words(m.task, samples_by_id[sid])])
+        return out
+
 
     def _encoder_outputs(self, enc: dict, media: dict, trainable_enc: set[str]) -> EncoderOutputs:
         """Cached outputs of frozen encoders + the trainable encoders run on their inputs now."""
@@ -316,41 +391,41 @@ class CurriculumTrainer:
         return out
 
     # ---------------------------------------------------------------- checkpoints
+    # ---------------------------------------------------------------- checkpoints
     def _save_checkpoint(self, ckpt: Path, optimizer, scheduler, step: int) -> None:
+        """Trainable tensors, optimizer, scheduler and every rank's RNG state, atomically. Gathering
+        (full tensors under FSDP, RNG states) involves every rank; the main process writes."""
         acc = self.accelerator
         acc.wait_for_everyone()
-        if not acc.is_main_process:
-            return
-        from safetensors.torch import save_file
+        universe = self._universe_state()
+        optim = None if self.deepspeed else optimizer_state(self.model, optimizer, self.sharded)
+        rngs = gather_rng(acc)
+        if acc.is_main_process:
+            from safetensors.torch import save_file
 
-        with atomic_path(ckpt) as tmp:
-            tmp.mkdir(parents=True)
-            save_file(self._universe_state(), str(tmp / UNIVERSE_FILE))
-            torch.save(
-                {
-                    "step": step,
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
-                    "numpy_rng": np.random.get_state(),
-                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                    "recipe": self.recipe.raw,
-                },
-                tmp / "state.pt",
-            )
-        self._log({"event": "checkpoint", "path": str(ckpt), "step": step})
+            with atomic_path(ckpt) as tmp:
+                tmp.mkdir(parents=True)
+                save_file(universe, str(tmp / UNIVERSE_FILE))
+                state = {"step": step, "optimizer": optim, "scheduler": scheduler.state_dict(), "rng": rngs, "world_size": acc.num_processes, "recipe": self.recipe.raw}
+                torch.save(state, tmp / "state.pt")
+            self._log({"event": "checkpoint", "path": str(ckpt), "step": step})
+        acc.wait_for_everyone()
 
-    def _load_checkpoint(self, ckpt: Path, optimizer, scheduler) -> int:
+    def _load_checkpoint(self, ckpt: Path, model, optimizer, scheduler) -> int:
         from safetensors.torch import load_file
 
-        self._set_universe(load_file(str(ckpt / UNIVERSE_FILE)))
         state = torch.load(ckpt / "state.pt", weights_only=False)
-        optimizer.load_state_dict(state["optimizer"])
+        world = self.accelerator.num_processes
+        if state.get("world_size", 1) != world:
+            raise TrainingError(f"{ckpt}: written by {state.get('world_size', 1)} process(es); resume it with as many (this run has {world})")
+        load_full_state(self.model, {k: v for k, v in load_file(str(ckpt / UNIVERSE_FILE)).items() if k in set(self.universe)}, self.sharded)
+        load_optimizer_state(self.model, optimizer, state["optimizer"], self.sharded)
         scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
-        if state.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        if "rng" in state:
+            set_rng_state(state["rng"][self.accelerator.process_index])
+        else:  # checkpoints from before per-rank RNG states: the main process's state only
+            torch.set_rng_state(state["torch_rng"])
+            np.random.set_state(state["numpy_rng"])
         return int(state["step"])
 
     def _log(self, record: dict[str, Any]) -> None:
@@ -381,6 +456,16 @@ def _lr_lambda(phase: PhaseSpec):
     return f
 
 
+def _stack_targets(parts: list[WordTargets]) -> WordTargets:
+    """One-sample targets into a batch, zero-padded as `word_targets` pads (rows past a sample's
+    length are never read)."""
+    L = max(t.seq.shape[1] for t in parts)
+    seq = parts[0].seq.new_zeros((len(parts), L, parts[0].seq.shape[-1]))
+    for b, t in enumerate(parts):
+        seq[b, : t.seq.shape[1]] = t.seq[0]
+    return WordTargets(seq, torch.cat([t.lengths for t in parts]))
+
+
 def _media_needed(key: str, mods: set[str]) -> bool:
     return key in media_keys(mods)
 
@@ -389,6 +474,21 @@ def _has_target(sample, task: str) -> bool:
     try:
         return bool(target_text(task, sample).strip())
     except (AttributeError, TypeError):
+        return False
+
+
+class _fsdp_no_sync:
+    """FSDP2's way of accumulating gradients without reduce-scattering them."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        self.model.set_requires_gradient_sync(False)
+        return self
+
+    def __exit__(self, *a):
+        self.model.set_requires_gradient_sync(True)
         return False
 
 
