@@ -6,4 +6,4 @@ side in one run (interleaved repetitions, median and spread) or a count.
 from __future__ import annotations
 
 # name -> module, in the order a full run goes (cheap and informative first)
-BENCHMARKS = ("cost", "evaluation", "media", "feature_cache", "generation", "training", "server")
+BENCHMARKS = ("cost", "evaluation", "extraction", "media", "feature_cache", "generation", "training", "server")
