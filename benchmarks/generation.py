@@ -1,6 +1,6 @@
-"""Generation: what `analyze --task mer` spends in generate (prompt, adapters, fusion, splicing,
-decoding, detokenising) vs the bare language model generating the same number of tokens from a
-prompt of the same length; and decoding with the KV cache on vs off."""
+"""Generation: what `analyze --task mer` spends in generate vs the bare language model; KV cache on
+vs off; `analyze --task all` with the six prompts in one batched generate vs one at a time; int8
+dynamic quantisation of the language model vs fp32 (speed, and answer agreement on SynthAffect)."""
 from __future__ import annotations
 
 import statistics
@@ -9,66 +9,107 @@ import torch
 
 from .common import Context, Table, interleave, ratios, spread, target
 
-TITLE = "generation: analyze --task mer vs the bare language model; KV cache on vs off"
-
-
-class TokenCounter:
-    """A generate() streamer that only counts the new tokens (batch 1)."""
-
-    def __init__(self) -> None:
-        self.n = -1  # generate first puts the prompt (empty with inputs_embeds), then one id per step
-
-    def put(self, value) -> None:
-        self.n += 1
-
-    def end(self) -> None:
-        pass
+TITLE = "generation: analyze vs the bare LM; KV cache; batched analyze --task all; int8 vs fp32"
 
 
 def run(ctx: Context) -> list[Table]:
     from nanoemox.inference.analyzer import DEFAULT_MAX_NEW_TOKENS, Analyzer, Row
+    from nanoemox.inference.generation import RowControl
+    from nanoemox.modeling.modeling_nanoemox import EncoderOutputs
 
     analyzer = Analyzer.from_preset(ctx.preset, device="cpu")
     model, tok = analyzer.model, analyzer.tokenizer
     clip = ctx.corpus()["samples"][0]
-    (encoded,) = analyzer.encode([analyzer.load_media(clip.media_path())])
+    media = analyzer.load_media(clip.media_path())
+    (encoded,) = analyzer.encode([media])
     row = Row(encoded, "mer", clip.transcript)
     budget = DEFAULT_MAX_NEW_TOKENS["mer"]
-    counter = TokenCounter()
-    analyzer.generate([row], budget, streamer=counter)  # how many tokens the answer takes
-    n_new = max(counter.n, 1)
+    n_new = max(analyzer.generate_batch([row], [RowControl(budget)])[0].n_tokens, 1)
     prompt_ids, _ = analyzer.processor.tokenize("mer", encoded.modalities, clip.transcript)
     L = len(prompt_ids)
-    gen = torch.Generator().manual_seed(0)
-    lm_ids = torch.randint(0, model.base_vocab_size, (1, L), generator=gen)
+    lm_ids = torch.randint(0, model.base_vocab_size, (1, L), generator=torch.Generator().manual_seed(0))
     fixed = dict(do_sample=False, temperature=None, top_p=None, top_k=None, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
 
-    def bare_lm(use_cache: bool = True, n: int = n_new) -> None:
-        model.language_model.generate(input_ids=lm_ids, attention_mask=torch.ones_like(lm_ids), max_new_tokens=n,
-                                      min_new_tokens=n, use_cache=use_cache, **fixed)
+    def bare_lm() -> None:
+        model.language_model.generate(input_ids=lm_ids, attention_mask=torch.ones_like(lm_ids), max_new_tokens=n_new, min_new_tokens=n_new, **fixed)
 
     ids = torch.tensor([prompt_ids])
-    from nanoemox.modeling.modeling_nanoemox import EncoderOutputs
-
     enc = EncoderOutputs(**{k: v.unsqueeze(0) for k, v in encoded.tensors.items()})
 
     def full(use_cache: bool) -> None:  # the multimodal generate, forced to `budget` tokens
         model.generate(ids, torch.ones_like(ids), encoder_outputs=enc, max_new_tokens=budget, min_new_tokens=budget, use_cache=use_cache)
 
+    def one_by_one() -> None:  # the six tasks, each its own analyze call (its own encoder pass, batch 1)
+        for task in DEFAULT_MAX_NEW_TOKENS:
+            analyzer.analyze(media, transcript=clip.transcript, tasks=task)
+
+    def shared_encode() -> None:  # one encoder pass, then the six prompts one generate each
+        (e,) = analyzer.encode([media])
+        for task in DEFAULT_MAX_NEW_TOKENS:
+            analyzer.generate([Row(e, task, clip.transcript)])
+
+    quant = Analyzer.from_preset(ctx.preset, device="cpu", quantize="int8")
     with torch.no_grad():
         times = interleave({
             "analyze": lambda: analyzer.generate([row], budget),
             "bare": bare_lm,
             "cache_on": lambda: full(True),
             "cache_off": lambda: full(False),
+            "all_batched": lambda: analyzer.analyze(media, transcript=clip.transcript, tasks="all"),
+            "all_one_by_one": one_by_one,
+            "all_shared_encode": shared_encode,
+            "fp32": lambda: analyzer.generate([row], budget),
+            "int8": lambda: quant.generate([row], budget),
         }, ctx.repeats)
+    agree = _agreement(analyzer, quant, ctx)
     over = ratios(times["analyze"], times["bare"])
     kv = ratios(times["cache_off"], times["cache_on"])
+    batched = ratios(times["all_one_by_one"], times["all_batched"])
+    batched_gen = ratios(times["all_shared_encode"], times["all_batched"])
+    q8 = ratios(times["fp32"], times["int8"])
     t = Table(TITLE, ["case", "ratio, median [min..max]", "target"])
     t.rows.append([f"analyze mer generate / bare LM generate ({n_new} new tokens, prompt {L})", spread(over, unit="x"), target(statistics.median(over), 1.2, "<=")])
     t.rows.append([f"KV cache off / on (multimodal generate, {budget} tokens forced)", spread(kv, unit="x"), "-"])
-    t.notes.append(f"{ctx.preset} preset, untrained weights (seed 0), CPU, batch 1, greedy; {ctx.repeats} interleaved repetitions "
-                   "after a warm-up. The analyze side is Analyzer.generate (prompt tokens, collate, adapters, fusion, splice, "
-                   "decode, detokenise) on cached encoder outputs; the bare LM decodes the same number of tokens from a random "
-                   "prompt of the same length (min_new_tokens = max_new_tokens)")
+    t.rows.append(["analyze --task all: six single-task analyze calls / one batched call", spread(batched, unit="x"), target(statistics.median(batched), 2, ">=")])
+    t.rows.append(["analyze --task all: one encode + six single-row generates / one batched call", spread(batched_gen, unit="x"), "-"])
+    t.rows.append([f"generate mer ({budget} tokens), fp32 / int8 (speed-up)", spread(q8, unit="x"), target(statistics.median(q8), 1.5, ">=")])
+    t.rows.append([f"int8 answers identical to fp32 ({agree['rows']} greedy answers, {agree['clips']} SynthAffect clips x 6 tasks)",
+                   f"{agree['exact']:.1%} exact; first token {agree['first']:.1%}; identical leading tokens {agree['prefix']:.1%}", "-"])
+    t.notes.append(f"{ctx.preset} preset, untrained weights (seed 0), CPU, greedy; {ctx.repeats} interleaved repetitions after a warm-up. "
+                   "The analyze side of row 1 is Analyzer.generate (prompt tokens, collate, adapters, fusion, splice, decode, "
+                   "detokenise) on cached encoder outputs; the bare LM decodes the same number of tokens from a random prompt of "
+                   "the same length (min_new_tokens = max_new_tokens)")
+    t.notes.append("analyze --task all: the clip is decoded once beforehand (decoding is not generation); each task keeps its "
+                   f"default budget ({', '.join(f'{k} {v}' for k, v in DEFAULT_MAX_NEW_TOKENS.items())} tokens), untrained weights "
+                   "never stop early, so the batched call decodes 224 steps at batch 6 against 536 steps at batch 1 one by one")
+    t.notes.append("int8: torch.ao dynamic quantisation of every nn.Linear of the language model (per-channel int8 weights, "
+                   "activations quantised per call; encoders, adapters, embeddings fp32). Agreement: every SynthAffect clip of the "
+                   "run x the six tasks, 32-token budget, greedy, fp32 vs int8 answers compared token by token; on untrained "
+                   "weights the logits are nearly flat, so this is a harsh test (a trained model's margins are wider)")
     return [t]
+
+
+def _agreement(fp32, int8, ctx: Context) -> dict[str, float]:
+    """Greedy answers of both analyzers on every corpus clip x task (the six tasks of a clip in one
+    generate), compared by their token ids."""
+    from nanoemox.data.schema import TASKS
+    from nanoemox.inference.analyzer import Row
+    from nanoemox.inference.generation import RowControl
+
+    samples = ctx.corpus()["samples"]
+    medias = [fp32.load_media(s.media_path()) for s in samples]
+    tokens = {}
+    for name, an in (("fp32", fp32), ("int8", int8)):
+        outs = []
+        for media, s in zip(medias, samples):
+            (e,) = an.encode([media])
+            outs += an.generate_batch([Row(e, t, s.transcript) for t in TASKS], [RowControl(32) for _ in TASKS])
+        tokens[name] = [o.tokens for o in outs]
+    exact = first = prefix = 0.0
+    for a, b in zip(tokens["fp32"], tokens["int8"]):
+        exact += a == b
+        first += bool(a and b and a[0] == b[0])
+        common = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        prefix += common / max(len(a), len(b), 1)
+    n = len(tokens["fp32"])
+    return {"rows": n, "clips": len(samples), "exact": exact / n, "first": first / n, "prefix": prefix / n}
