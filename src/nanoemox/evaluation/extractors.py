@@ -243,7 +243,8 @@ class OpenAIExtractor(BaseExtractor):
                 return
             except httpx.HTTPError as e:
                 last = f"{type(e).__name__}: {e}"
-                time.sleep(self.backoff * 2 ** attempt)
+                if attempt + 1 < max(1, self.retries):
+                    time.sleep(self.backoff * 2 ** attempt)
         raise ExtractorError(f"openai extractor: cannot reach {self.base_url} after {max(1, self.retries)} tries ({last}); "
                              "start the server (e.g. `vllm serve Qwen/Qwen2.5-7B-Instruct`) or pass --llm-url")
 
@@ -270,7 +271,8 @@ class OpenAIExtractor(BaseExtractor):
                         break  # a client error will not improve on retry
             except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError) as e:
                 last = f"{type(e).__name__}: {e}"
-            time.sleep(self.backoff * 2 ** attempt)
+            if attempt + 1 < max(1, self.retries):
+                time.sleep(self.backoff * 2 ** attempt)
         self.errors.append(last)
         return None
 

@@ -161,6 +161,19 @@ def distinct_per_response(responses: Sequence[str], n: int) -> float:
     return float(np.mean(vals)) if vals else 0.0
 
 
+def last_turns(samples: Sequence) -> list:
+    """The last turn of each dialogue: samples grouped by meta.conversation_id (else the id
+    without its `_tN` suffix), the highest N kept (else the last in manifest order)."""
+    last: dict[str, tuple[int, object]] = {}
+    for order, s in enumerate(samples):
+        conv = str((s.meta or {}).get("conversation_id") or re.sub(r"_t\d+$", "", s.id))
+        m = re.search(r"_t(\d+)$", s.id)
+        rank = int(m.group(1)) if m else order
+        if conv not in last or rank >= last[conv][0]:
+            last[conv] = (rank, s)
+    return [s for _, s in last.values()]
+
+
 def avamerg_scores(gold: Sequence[str], responses: Sequence) -> dict:
     """Table 5 numbers on the paper's x100 scale from last-turn gold emotions and whole answers."""
     pred = [avamerg_emotion(r) for r in responses]

@@ -17,7 +17,7 @@ from ..data.schema import BASIC_EMOTIONS, TASKS, AffectSample
 from ..errors import DataError
 from . import metrics as M
 from .extract import Extractor, LexiconExtractor, LLMJudge
-from .paper import avamerg_scores, mintrec_scores, paper_waf
+from .paper import avamerg_scores, last_turns, mintrec_scores, paper_waf
 from .wheel import WheelSet, load_wheels, parse_label_list, wheel_hit_rate, wheel_set_metric
 
 # The number each task is judged by: the paper's metric where PAPER_EVAL.md defines one (report
@@ -205,10 +205,14 @@ def _score_erg(pairs, ws, extractor, judge) -> dict:
     replies = [_g(p, "reply", "raw") or "" for _, p in pairs]
     refs = [s.response or "" for s, _ in pairs]
     d1, d2 = M.distinct_n(replies, 1), M.distinct_n(replies, 2)
-    paper = avamerg_scores(gold_emo, [_g(p, "raw") or "" for _, p in pairs])
+    # the paper scores the last turn of each dialogue only
+    keep = {id(s) for s in last_turns([s for s, _ in pairs])}
+    last = [(g, _g(p, "raw") or "") for g, (s, p) in zip(gold_emo, pairs) if id(s) in keep]
+    paper = avamerg_scores([g for g, _ in last], [r for _, r in last])
     return {
         "paper_accuracy": paper["accuracy"] / 100, "paper_hit_rate": paper["hit_rate"] / 100,
         "paper_dist1": paper["dist1"] / 100, "paper_dist2": paper["dist2"] / 100, "paper_n_unmapped": paper["n_unmapped"],
+        "paper_n_last_turns": paper["n"],
         "emotion_accuracy": emo["accuracy"], "emotion_hit_rate": emo["hit_rate"],
         "n_unknown_gold_emotion": emo["n_unknown_gold"], "n_unknown_pred_emotion": emo["n_unknown_pred"],
         "dist1": d1["per_response"], "dist2": d2["per_response"],

@@ -11,13 +11,14 @@ and the Avg is then marked partial.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from ..data.schema import read_manifest
 from .extractors import LEXICON_NOTE, BaseExtractor
-from .paper import PAPER_TABLE2, PAPER_TABLE5, UNIBENCH_COLUMNS, avamerg_scores, ovmerd_f, paper_waf, unibench_hit_rate
+from .paper import (
+    PAPER_TABLE2, PAPER_TABLE5, UNIBENCH_COLUMNS, avamerg_scores, last_turns, ovmerd_f, paper_waf, unibench_hit_rate,
+)
 from .runner import read_predictions
 from .wheel import WheelSet, load_wheels
 
@@ -116,16 +117,7 @@ def unibench_markdown(res: Mapping) -> str:
 
 def avamerg_from_predictions(preds: Sequence[Mapping], samples) -> dict:
     """Table 5 numbers on the last turn of each dialogue (the manifest's ERG samples)."""
-    last: dict[str, tuple[int, object]] = {}
-    for order, s in enumerate(samples):
-        if not s.response and s.task != "erg":
-            continue
-        conv = str((s.meta or {}).get("conversation_id") or re.sub(r"_t\d+$", "", s.id))
-        m = re.search(r"_t(\d+)$", s.id)
-        rank = int(m.group(1)) if m else order
-        if conv not in last or rank >= last[conv][0]:
-            last[conv] = (rank, s)
-    chosen = [s for _, s in last.values()]
+    chosen = last_turns([s for s in samples if s.response or s.task == "erg"])
     by_id = {}
     for p in preds:
         if p.get("task") in (None, "erg") or str(p.get("id")) not in by_id:
