@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from ..data.schema import read_manifest
+from ..errors import DataError
 from .extractors import LEXICON_NOTE, BaseExtractor
 from .paper import (
     PAPER_TABLE2, PAPER_TABLE5, UNIBENCH_COLUMNS, avamerg_scores, last_turns, ovmerd_f, paper_waf, unibench_hit_rate,
@@ -73,6 +74,9 @@ def score_unibench(data_dir, pred_dir, extractor: BaseExtractor, ws: WheelSet | 
     """Table 2 as a dict: per column the score (fraction) or None when absent, Avg over present."""
     ws = ws or load_wheels()
     data_dir, pred_dir = Path(data_dir), Path(pred_dir)
+    for d, what in ((data_dir, "data"), (pred_dir, "prediction")):
+        if not d.is_dir():
+            raise DataError(f"{d}: {what} folder not found")
     cols: dict[str, dict] = {}
     for key, col, group in DATASETS:
         man, pred = data_dir / f"{key}.jsonl", pred_dir / f"{key}.jsonl"
