@@ -35,6 +35,7 @@ class Job:
     messages: list[dict[str, str]] | None = None
     control: RowControl | None = None
     sampling: Sampling = field(default_factory=Sampling)
+    finished: bool = False
 
     def settle(self, value: Any) -> None:
         """Hand the result (or the exception) to the request's event loop."""
@@ -109,7 +110,12 @@ class BatchWorker:
                     self._queue.put(None)  # shut down after this batch
                     break
                 batch.append(job)
-            self._run(batch)
+            try:
+                self._run(batch)
+            except Exception as e:  # never leave a request waiting or a slot taken
+                for job in batch:
+                    if not job.finished:
+                        self._finish(job, e)
 
     def _run(self, batch: list[Job]) -> None:
         now = time.monotonic()
@@ -145,6 +151,7 @@ class BatchWorker:
                 self._finish(job, out)
 
     def _finish(self, job: Job, value: Any) -> None:
+        job.finished = True
         if not isinstance(value, BaseException) and job.cancel.is_set():
             value = Cancelled()
         if isinstance(value, Cancelled):
