@@ -113,3 +113,43 @@ def _agreement(fp32, int8, ctx: Context) -> dict[str, float]:
         prefix += common / max(len(a), len(b), 1)
     n = len(tokens["fp32"])
     return {"rows": n, "clips": len(samples), "exact": exact / n, "first": first / n, "prefix": prefix / n}
+
+
+def demo_agreement(model_dir: str, manifest: str, limit: int | None = None) -> dict[str, float]:
+    """A trained model's greedy answers with its language model in fp32 vs int8 on a test split:
+    every sample's own tasks, default budgets, as `predict` asks them; plus the time of both."""
+    import time
+
+    from nanoemox.data.schema import read_manifest
+    from nanoemox.inference.analyzer import DEFAULT_MAX_NEW_TOKENS, Analyzer, Row
+    from nanoemox.inference.generation import RowControl
+    from nanoemox.inference.parsing import parse_answer
+
+    samples = read_manifest(manifest)[:limit]
+    runs = {}
+    for name in ("fp32", "int8"):
+        an = Analyzer.from_pretrained(model_dir, device="cpu", quantize=None if name == "fp32" else "int8")
+        out, spent = [], 0.0
+        for s in samples:
+            media = an.load_media(s.media_path()) if s.media_path() else None
+            (e,) = an.encode([media])
+            tasks = s.tasks()
+            rows = [Row(e, t, s.transcript, s.history, (s.candidates or {}).get(t)) for t in tasks]
+            t0 = time.perf_counter()
+            res = an.generate_batch(rows, [RowControl(DEFAULT_MAX_NEW_TOKENS[t]) for t in tasks])
+            spent += time.perf_counter() - t0
+            out += [(t, r) for t, r in zip(tasks, res)]
+        runs[name] = (out, spent)
+    (a, ta), (b, tb) = runs["fp32"], runs["int8"]
+    same_text = sum(x[1].text == y[1].text for x, y in zip(a, b))
+    same_fields = sum(parse_answer(x[0], x[1].text).to_dict() == parse_answer(y[0], y[1].text).to_dict() for x, y in zip(a, b))
+    n = len(a)
+    return {"answers": n, "samples": len(samples), "identical_text": same_text / n, "identical_parsed": same_fields / n,
+            "generate_s_fp32": round(ta, 2), "generate_s_int8": round(tb, 2), "speedup": round(ta / tb, 2)}
+
+
+if __name__ == "__main__":  # python -m benchmarks.generation MODEL_DIR TEST_MANIFEST [LIMIT]
+    import json
+    import sys
+
+    print(json.dumps(demo_agreement(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else None), indent=1))
