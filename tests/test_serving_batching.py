@@ -27,11 +27,12 @@ def _port() -> int:
 
 @pytest.fixture(scope="module")
 def served():
-    """(url, app): a long batch wait, so that concurrent requests always meet in one batch (a batch
-    runs as soon as `max_batch` requests are there)."""
+    """(url, app): a long batch wait, so that concurrent requests always meet in one batch even on
+    a loaded machine (a batch runs as soon as `max_batch` requests are there; tests that send
+    fewer set `max_batch` to their count or shorten the wait)."""
     import uvicorn
 
-    settings = ServerSettings(max_batch=N, batch_wait_ms=4000, queue_size=2, timeout_s=120)
+    settings = ServerSettings(max_batch=N, batch_wait_ms=30000, queue_size=2, timeout_s=120)
     app = create_app(Analyzer.from_preset("tiny"), settings)
     port = _port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -184,6 +185,7 @@ def test_queue_full_answers_503(served):
     body = {"messages": [{"role": "user", "content": "[Recognition] wait"}], "max_tokens": 2}
     n = worker.capacity + 2
     results: list = [None] * n
+    worker.batch_wait_s = 0.005
     with analyzer._lock:  # the model is busy: every admitted request stays admitted
         threads = []
         for i in range(n):
@@ -198,6 +200,7 @@ def test_queue_full_answers_503(served):
         assert len(early) == 2 and all(r.status_code == 503 and r.json()["error"]["type"] == "server_busy" for r in early)
     for t in threads:
         t.join(timeout=120)
+    worker.batch_wait_s = 30.0
     assert sorted(r.status_code for r in results) == [200] * (n - 2) + [503, 503]
 
 
@@ -217,7 +220,9 @@ def test_misspelt_and_mistyped_fields_are_one_line_400s(served):
     msg = r.json()["error"]["message"]
     assert r.status_code == 400 and msg.startswith("temperature='hot': ") and "number" in msg
     # OpenAI's optional keys are accepted (a client library may send them)
+    served[1].state.worker.max_batch = 1
     r = httpx.post(f"{url}/v1/chat/completions", json={**base, "presence_penalty": 0, "user": "u1", "stop": ["\n"]}, timeout=60)
+    served[1].state.worker.max_batch = N
     assert r.status_code == 200
 
 
