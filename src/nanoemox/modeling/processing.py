@@ -6,6 +6,8 @@ server all prepare inputs the same way.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -43,6 +45,25 @@ MODALITY_SOURCES: dict[str, tuple[tuple[str, str], ...]] = {  # modality -> ((en
     "frame": (("vision_encoder", "frame_cls"),),
 }
 MEDIA_KEYS = tuple(k for e in ENCODER_KEYS.values() for k in (e.input, e.mask))
+
+
+@functools.lru_cache(maxsize=1)
+def _openmp_pools():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController().select(user_api="openmp")  # torch's libgomp (found once: ~5 ms)
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run torch ops on the calling thread only. One sample's tensors are tiny (a few seconds of
+    log-mel, a few 64-224 px frames): torch's OpenMP team costs far more than it saves there, as
+    its idle threads spin after every op (on a loaded 2-core machine, log-mel of 4 s took ~25x
+    the CPU time of the one-thread run). The OpenMP thread count is per thread, so model forward
+    passes on other threads keep their team; elementwise ops, STFT and the mel projection give
+    the same values."""
+    with _openmp_pools().limit(limits=1):
+        yield
 
 
 def encoders_for(modalities: Iterable[str]) -> set[str]:
@@ -113,7 +134,12 @@ class NanoEmoXProcessor:
         return frozenset(have & allowed)
 
     def media_tensors(self, media, modalities: Iterable[str]) -> dict[str, torch.Tensor]:
-        """Per-sample encoder inputs for the given modalities (no batch dimension)."""
+        """Per-sample encoder inputs for the given modalities (no batch dimension), computed on
+        this thread alone (`one_thread`): the same values as with torch's thread team."""
+        with one_thread():
+            return self._media_tensors(media, modalities)
+
+    def _media_tensors(self, media, modalities: Iterable[str]) -> dict[str, torch.Tensor]:
         need = encoders_for(modalities)
         out: dict[str, torch.Tensor] = {}
         if "vision_encoder" in need:
