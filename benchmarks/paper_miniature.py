@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     for precision in ("no", "bf16"):
         out = root / f"run-{precision}"
         _run([*cli, "train", "paper", "--data", str(data), "--out", str(out), "--no-progress", "--feature-cache", str(root / "features"),
-              *common, f"defaults.precision={precision}"], env)
+              *common, f"defaults.precision='{precision}'"], env)
         sps[precision] = _sps(out)
     recipe = root / "phase3.yaml"
     recipe.write_text(PHASE3.format(steps=args.steps))

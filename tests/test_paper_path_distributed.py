@@ -22,14 +22,19 @@ seed: 0
 model_overrides: {overrides}
 datasets: {{d: {{manifest: '{{data}}/train.jsonl'}}}}
 phases:
-  "3":
-    init: base
+{align}  "3":
+    init: {init}
     steps: {steps}
     batch_size: 4
     lr: 2.0e-3
     save_every: {save_every}
     log_every: 1
     mixture: [{{dataset: d, task: mer, weight: 1}}, {{dataset: d, task: ovmer, weight: 1}}, {{dataset: d, task: mir, weight: 1}}]
+"""
+# an align phase first (adapters onto answer-word embeddings, no LM forward): its gradients too
+# must be synchronised by the wrapper, and phase 3 then starts from it (a fresh sharded model)
+ALIGN = """  1a: {init: base, steps: 3, batch_size: 4, lr: 1.0e-2, objective: align, log_every: 1, save_every: 1000,
+        mixture: [{dataset: d, task: mer, modalities: [audio]}]}
 """
 _port = iter(range(29611, 29700))
 
@@ -50,9 +55,10 @@ def miniature(tmp_path_factory) -> dict[str, str]:
     return {k: str(v) for k, v in write_miniature(tmp_path_factory.mktemp("mini")).items()}
 
 
-def _recipe(tmp: Path, preset: str, steps: int, save_every: int = 1000, overrides: str = "{}") -> Path:
+def _recipe(tmp: Path, preset: str, steps: int, save_every: int = 1000, overrides: str = "{}", align: bool = False) -> Path:
     path = tmp / f"{preset}-phase3.yaml"
-    path.write_text(PHASE3.format(preset=preset, steps=steps, save_every=save_every, overrides=overrides))
+    path.write_text(PHASE3.format(preset=preset, steps=steps, save_every=save_every, overrides=overrides,
+                                  align=ALIGN if align else "", init='["1a"]' if align else "base"))
     return path
 
 
@@ -75,23 +81,32 @@ def _losses(out: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
 
 
+def _losses_by_phase(out: Path) -> dict[str, list[float]]:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+    return {p: [r["loss"] for r in rows if r["phase"] == p] for p in dict.fromkeys(r["phase"] for r in rows)}
+
+
 @pytest.mark.parametrize("preset", ["tiny", "paper"])
 def test_fsdp_matches_ddp(preset, corpus, miniature, tmp_path):
+    """tiny: an align phase then phase 3; paper miniature: phase 3. DDP and FSDP2 on 2 processes each
+    (one process vs DDP is tests/test_training.py's)."""
     extra = miniature if preset == "paper" else None
     # the paper architecture on the miniature checkpoints, adapters narrowed to keep the test short
     narrow = '{"adapters.qformer_hidden": 64, "adapters.qformer_ffn": 128, "adapters.qformer_heads": 4, "fusion.hidden": 64, "fusion.ffn": 64, "fusion.gate_hidden": 64}'
-    recipe = _recipe(tmp_path, preset, steps=3, overrides=narrow if preset == "paper" else "{}")
+    recipe = _recipe(tmp_path, preset, steps=3, overrides=narrow if preset == "paper" else "{}", align=preset == "tiny")
     runs = {}
     for name, fsdp in (("ddp", False), ("fsdp", True)):
         out = tmp_path / name
         res = subprocess.run(_cmd(recipe, corpus, out), capture_output=True, text=True, env=_env(fsdp, extra), timeout=600)
         assert res.returncode == 0, res.stderr[-3000:]
         runs[name] = out
-    ddp, fsdp = _losses(runs["ddp"]), _losses(runs["fsdp"])
-    assert len(ddp) == len(fsdp) == 3
-    # identical batches and maths; only the reduction order of the gradient sync differs
-    assert np.allclose(ddp, fsdp, rtol=1e-4, atol=1e-5), (ddp, fsdp)
-    assert ddp[-1] < ddp[0]  # lr 2e-3 on the same few samples: it learns
+    ddp, fsdp = _losses_by_phase(runs["ddp"]), _losses_by_phase(runs["fsdp"])
+    assert list(ddp) == list(fsdp) == (["1a", "3"] if preset == "tiny" else ["3"])
+    for phase in ddp:
+        assert len(ddp[phase]) == len(fsdp[phase]) == 3
+        # identical batches and maths; only the reduction order of the gradient sync differs
+        assert np.allclose(ddp[phase], fsdp[phase], rtol=1e-4, atol=1e-5), (phase, ddp[phase], fsdp[phase])
+        assert ddp[phase][-1] < ddp[phase][0]  # high lr on the same few samples: it learns
     a = load_file(str(runs["ddp"] / "phase-3" / "trainable.safetensors"))
     b = load_file(str(runs["fsdp"] / "phase-3" / "trainable.safetensors"))
     assert a.keys() == b.keys()
