@@ -13,7 +13,7 @@ from nanoemox.cli import main
 from nanoemox.data.schema import BASIC_EMOTIONS, read_manifest
 from nanoemox.data.synth import generate_corpus
 from nanoemox.data.synth.face import EXTRA_CLUES, FACE_CLUES
-from nanoemox.data.synth.latent import INTENTS, NEGATIVE, POSITIVE
+from nanoemox.data.synth.latent import INTENTS, NEGATIVE, OV_INTENSITY, POSITIVE
 from nanoemox.data.synth.voice import VOICE_CLUES
 from nanoemox.errors import NanoEmoXError
 
@@ -132,3 +132,65 @@ def test_bad_arguments_are_user_errors(tmp_path: Path):
     with pytest.raises(NanoEmoXError):
         generate_corpus(tmp_path / "x", 5, 1, split_ratios=(0.5, 0.1, 0.1))
     assert main(["synth", str(tmp_path / "y"), "--n", "0"]) == 2
+
+
+def test_labels_follow_rendered_cues_oracle_scores_one(corpus: Path):
+    """Every target is recomputed from what the clip renders (face expression and strength, voice
+    profile, words) without the hidden latent state or any gold label: the oracle scores 1.0."""
+    from nanoemox.data.synth.oracle import oracle_targets
+
+    for r in _records(corpus):
+        blind = {"transcript": r["transcript"], "meta": {"rendered": r["meta"]["rendered"]}}  # nothing else
+        o = oracle_targets(blind)
+        assert o["emotion"] == r["emotion"] and o["intent"] == r["intent"], r["id"]
+        assert o["sentiment_score"] == r["sentiment_score"] and o["ov_labels"] == r["ov_labels"], r["id"]
+        assert o["reason"] == r["reason"] and o["response"] == r["response"], r["id"]
+        assert o["chain_of_empathy"] == r["chain_of_empathy"], r["id"]
+        # the OV intensity word follows the intensity the renderers were given
+        shown = r["meta"]["rendered"]["face" if r["meta"]["rendered"]["face"]["expression"] != "neutral" else "voice"]
+        if r["emotion"] != "neutral":
+            assert r["ov_labels"][1] == OV_INTENSITY[r["emotion"]][("mild", "strong").index(shown["intensity"])], r["id"]
+    card = (corpus / "CARD.md").read_text()
+    rows = [line for line in card.splitlines() if line.startswith("| ") and line.count("|") == 7 and "oracle" not in line]
+    assert {line.split("|")[1].strip() for line in rows} == {"mer", "msa", "ovmer", "mir", "eri", "erg"}
+    for line in rows:
+        assert line.split("|")[3].strip() == "1.000", line  # the oracle column
+    stats = json.loads((corpus / "stats.json").read_text())
+    assert stats["task_probes"]["mir"]["text"] == 1.0  # intent is in the words
+    assert stats["task_probes"]["mer"]["text"] < 0.6  # the emotion is not
+
+
+def test_voice_only_clips_render_the_intensity_their_labels_name(corpus: Path):
+    for r in _records(corpus):
+        if r["meta"]["cue_modalities"][:1] == ["voice"] and "face" not in r["meta"]["cue_modalities"]:
+            assert r["meta"]["rendered"]["face"]["expression"] == "neutral"
+            assert r["meta"]["rendered"]["voice"]["intensity"] == r["meta"]["latent"]["intensity"] == "strong"
+
+
+def _repeats(tokens: list[int], n: int) -> bool:
+    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    return len(grams) != len(set(grams))
+
+
+def test_repetition_guard_never_blocks_a_gold_answer(corpus: Path):
+    """The guard's n per task is above every repeated token n-gram of the targets (SmolLM2's
+    tokenizer, as the small preset and the demo use it); ERG over every emotion x event x intent."""
+    from nanoemox.data.schema import read_manifest
+    from nanoemox.data.synth import text
+    from nanoemox.data.synth.latent import EMOTIONS, EVENTS, Latent
+    from nanoemox.inference.guards import NO_REPEAT_NGRAM
+    from nanoemox.modeling.pretrained.smollm2 import smollm2_dir
+    from nanoemox.prompts import answer_erg, target_text
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(smollm2_dir())
+    enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    for s in read_manifest(corpus / "all.jsonl"):
+        for task, n in NO_REPEAT_NGRAM.items():
+            if n:
+                assert not _repeats(enc(target_text(task, s)), n), (task, s.id)
+    for e in EMOTIONS:
+        for k in range(len(EVENTS)):
+            for intent in INTENTS:
+                lat = Latent(0, e, "strong", intent, k, ["face"], "neutral", 0.0)
+                assert not _repeats(enc(answer_erg(text.chain_of_empathy(lat), text.response(lat))), NO_REPEAT_NGRAM["erg"])
