@@ -237,5 +237,26 @@ def log_mel(waveform_16k: np.ndarray, seconds: float | None = None) -> np.ndarra
     n = int(round(seconds * SAMPLE_RATE))
     span = np.zeros(n + SAMPLE_RATE // 10, dtype=np.float32)  # + 0.1 s of the silence that follows
     span[: min(n, len(wav))] = wav[:n]
-    feats = _feature_extractor()(span, sampling_rate=SAMPLE_RATE, return_tensors="np", padding="longest").input_features
-    return feats[0].astype(np.float32)  # (80, 100 * seconds + 10)
+    return _torch_log_mel(span)  # (80, 100 * seconds + 10)
+
+
+@functools.lru_cache(maxsize=1)
+def _stft_constants():
+    import torch
+
+    fe = _feature_extractor()
+    return fe.n_fft, fe.hop_length, torch.hann_window(fe.n_fft), torch.from_numpy(fe.mel_filters).float().T.contiguous()
+
+
+def _torch_log_mel(span: np.ndarray) -> np.ndarray:
+    """The feature extractor's torch path (its `_torch_extract_fbank_features`, the same ops in
+    the same order: identical values) on one unpadded waveform, without its per-call padding and
+    batching layer, which cost a third of the time for a few seconds of audio."""
+    import torch
+
+    n_fft, hop, window, mel_t = _stft_constants()
+    stft = torch.stft(torch.from_numpy(span), n_fft, hop, window=window, return_complex=True)
+    magnitudes = (stft[..., :-1].abs() ** 2).contiguous()
+    log_spec = torch.clamp(mel_t @ magnitudes, min=1e-10).log10()
+    log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
+    return ((log_spec + 4.0) / 4.0).numpy()
