@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from typing import Any, Sequence
@@ -83,6 +84,16 @@ def shard_fsdp2(module: nn.Module) -> nn.Module:
             fully_shard(b)
     fully_shard(module)
     return module
+
+
+@contextlib.contextmanager
+def fsdp_no_sync(model: nn.Module):
+    """FSDP2's way of accumulating gradients without reduce-scattering them."""
+    model.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        model.set_requires_gradient_sync(True)
 
 
 def full_tensor(v: torch.Tensor) -> torch.Tensor:

@@ -8,10 +8,12 @@ pure function of (seed, phase, step), so `--resume` continues bit-for-bit.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from .distributed import (
     PhaseObjective,
     cpu_fsdp_requested,
     full_state,
+    fsdp_no_sync,
     full_tensor,
     gather_rng,
     is_sharded,
@@ -256,29 +259,8 @@ class CurriculumTrainer:
         t_last, n_last = time.time(), 0
         for step in range(start, phase.steps):
             plan = self.batch_plan(index, phase, step, pools)[rank * per_rank : (rank + 1) * per_rank]
-            total, idle_steps = 0.0, 0
-            for k in range(phase.grad_accum):
-                exs, enc, media = self._examples(plan[k * micro : (k + 1) * micro], phase, frozen, samples_by_id)
-                enc_out = self._encoder_outputs(enc, media, trainable_enc).to(acc.device)
-                with self._no_sync(model, last=k == phase.grad_accum - 1), acc.autocast():
-                    if phase.objective == "align":
-                        tgt = _stack_targets([targets[(ex.task, ex.id)] for ex in exs]).to(acc.device)
-                        loss, idle = model("align", enc_out, modalities=[ex.modalities for ex in exs], targets=tgt)
-                    else:
-                        batch = {k2: v.to(acc.device) for k2, v in self.processor.collate(exs).items() if k2 in ("input_ids", "attention_mask", "labels")}
-                        loss, idle = model("lm", enc_out, batch=batch)
-                    loss = loss / phase.grad_accum
-                if not torch.isfinite(loss):
-                    raise TrainingError(
-                        f"phase {phase.name} step {step}: loss is {loss.item()} (NaN/inf); stopped. The last good checkpoint is {ckpt} "
-                        f"(resume with a lower lr, e.g. phases.{phase.name}.lr={phase.lr / 10:g})"
-                    )
-                idle_steps += int(idle)
-                if idle and not self._warned_idle:  # e.g. the text-only ablation in an adapter-only phase
-                    self._warned_idle = True
-                    log.warning("phase %s: no trainable part takes part in these batches (missing modalities?); its steps change nothing", phase.name)
-                acc.backward(loss)  # DDP / FSDP sync the gradients here, whatever the objective
-                total += loss.detach().float().item()
+            ctx = _StepContext(phase, step, ckpt, frozen, trainable_enc, targets, samples_by_id)
+            total, idle_steps = self._accumulate(model, ctx, plan, micro)
             if self._all_idle(idle_steps == phase.grad_accum):
                 optimizer.zero_grad(set_to_none=True)  # no gradient at all: AdamW must not even decay
             grad_norm = self._clip(params, phase.max_grad_norm)
@@ -316,6 +298,34 @@ class CurriculumTrainer:
         if self.sharded or self.deepspeed:
             self._fresh_model()  # the next phase shards / partitions a whole model again
 
+    def _accumulate(self, model, ctx: "_StepContext", plan, micro: int) -> tuple[float, int]:
+        """Forward and backward of each micro-batch of one step; returns (summed loss, idle micro-batches)."""
+        acc, phase = self.accelerator, ctx.phase
+        total, idle_steps = 0.0, 0
+        for k in range(phase.grad_accum):
+            exs, enc, media = self._examples(plan[k * micro : (k + 1) * micro], phase, ctx.frozen, ctx.samples_by_id)
+            enc_out = self._encoder_outputs(enc, media, ctx.trainable_enc).to(acc.device)
+            with self._no_sync(model, last=k == phase.grad_accum - 1), acc.autocast():
+                if phase.objective == "align":
+                    tgt = _stack_targets([ctx.targets[(ex.task, ex.id)] for ex in exs]).to(acc.device)
+                    loss, idle = model("align", enc_out, modalities=[ex.modalities for ex in exs], targets=tgt)
+                else:
+                    batch = {k2: v.to(acc.device) for k2, v in self.processor.collate(exs).items() if k2 in ("input_ids", "attention_mask", "labels")}
+                    loss, idle = model("lm", enc_out, batch=batch)
+                loss = loss / phase.grad_accum
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"phase {phase.name} step {ctx.step}: loss is {loss.item()} (NaN/inf); stopped. The last good checkpoint is {ctx.ckpt} "
+                    f"(resume with a lower lr, e.g. phases.{phase.name}.lr={phase.lr / 10:g})"
+                )
+            idle_steps += int(idle)
+            if idle and not self._warned_idle:  # e.g. the text-only ablation in an adapter-only phase
+                self._warned_idle = True
+                log.warning("phase %s: no trainable part takes part in these batches (missing modalities?); its steps change nothing", phase.name)
+            acc.backward(loss)  # DDP / FSDP sync the gradients here, whatever the objective
+            total += loss.detach().float().item()
+        return total, idle_steps
+
     # ---------------------------------------------------------------- distributed
     def _prepare(self, phase: PhaseSpec):
         """Wrap the phase objective for DDP / FSDP (accelerate; torch FSDP2 on CPU processes) and
@@ -343,9 +353,9 @@ class CurriculumTrainer:
 
     def _no_sync(self, model, last: bool):
         if last:
-            return _null()
+            return contextlib.nullcontext()
         if self.cpu_fsdp:
-            return _fsdp_no_sync(model)
+            return fsdp_no_sync(model)
         return self.accelerator.no_sync(model)
 
     def _clip(self, params, max_norm: float):
@@ -456,6 +466,19 @@ def _lr_lambda(phase: PhaseSpec):
     return f
 
 
+@dataclass
+class _StepContext:
+    """What one optimisation step of a phase reads besides the model and its batch plan."""
+
+    phase: PhaseSpec
+    step: int
+    ckpt: Path
+    frozen: set[str]
+    trainable_enc: set[str]
+    targets: dict
+    samples_by_id: dict
+
+
 def _stack_targets(parts: list[WordTargets]) -> WordTargets:
     """One-sample targets into a batch, zero-padded as `word_targets` pads (rows past a sample's
     length are never read)."""
@@ -474,27 +497,4 @@ def _has_target(sample, task: str) -> bool:
     try:
         return bool(target_text(task, sample).strip())
     except (AttributeError, TypeError):
-        return False
-
-
-class _fsdp_no_sync:
-    """FSDP2's way of accumulating gradients without reduce-scattering them."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def __enter__(self):
-        self.model.set_requires_gradient_sync(False)
-        return self
-
-    def __exit__(self, *a):
-        self.model.set_requires_gradient_sync(True)
-        return False
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
         return False
