@@ -151,10 +151,11 @@ def _anchor_search(img: np.ndarray, detector, levels: Sequence[float] = (3.0, 6.
 
 
 def _anchor_across(images: Sequence[np.ndarray], candidates: Sequence[int], detector) -> tuple[int | None, FaceBox | None]:
-    """The anchor for matching mode: the two coarsest levels (faces of at least a half, then a
-    third of the short side: a talking head) are tried on every candidate frame before any finer,
-    costlier search, so a large face that one frame shows clearly is found at the coarse cost even
-    where the middle frame would need a fine search; then each frame in turn, finer levels."""
+    """The anchor for matching mode: the coarse `ANCHOR_LEVELS` (faces of at least a half, a
+    third, then a quarter of the short side: a talking head) are tried on every candidate frame
+    before any finer, costlier search, so a large face that one frame shows clearly is found at
+    the coarse cost even where the middle frame would need a fine search; then each frame in
+    turn, finer levels."""
     for div in ANCHOR_LEVELS:
         for i in candidates:
             found = _anchor_search(images[i], detector, levels=(div,), fine=False)
