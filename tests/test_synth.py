@@ -134,6 +134,17 @@ def test_bad_arguments_are_user_errors(tmp_path: Path):
     assert main(["synth", str(tmp_path / "y"), "--n", "0"]) == 2
 
 
+def test_a_corpus_too_small_for_probes_is_written_and_says_so(tmp_path: Path, capsys):
+    # 3 clips cannot be cross-validated (one clip per emotion): the corpus is still written and the
+    # card states that the probes did not run instead of the whole command failing
+    out = tmp_path / "tiny"
+    assert main(["synth", str(out), "--n", "3", "--seed", "1", "--no-progress"]) == 0
+    assert len(_records(out)) == 3
+    card = (out / "CARD.md").read_text()
+    assert "Probes (not run: fewer than 2 clips of some emotion, 0 samples scored)" in card
+    assert "face -, voice -, all -" in capsys.readouterr().out
+
+
 def test_labels_follow_rendered_cues_oracle_scores_one(corpus: Path):
     """Every target is recomputed from what the clip renders (face expression and strength, voice
     profile, words) without the hidden latent state or any gold label: the oracle scores 1.0."""

@@ -43,11 +43,11 @@ def _handle(args: argparse.Namespace) -> int:
         args.out_dir, args.n, args.seed, split_ratios=args.split_ratios, workers=args.workers,
         progress=not args.no_progress, size=args.size, fps=args.fps,
     )
-    acc = s["probes"]["accuracy"]
+    acc = {k: "-" if v is None else f"{v:.1%}" for k, v in s["probes"]["accuracy"].items()}
     c = s["counts"]
     print(f"wrote {s['n']} clips to {s['out_dir']} (train {c['train']}, val {c['val']}, test {c['test']}) "
           f"in {s['seconds']:.0f} s ({s['seconds_per_clip']:.2f} s/clip)")
-    print(f"face found in {s['face_detection_rate']:.1%} of sampled frames; emotion probes: text {acc['text']:.1%}, "
-          f"face {acc['face']:.1%}, voice {acc['voice']:.1%}, all {acc['all']:.1%}")
+    print(f"face found in {s['face_detection_rate']:.1%} of sampled frames; emotion probes: text {acc['text']}, "
+          f"face {acc['face']}, voice {acc['voice']}, all {acc['all']}")
     print(f"card: {s['paths']['card']}")
     return 0
