@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,14 +17,9 @@ import pytest
 
 from nanoemox.cli import main
 from nanoemox.data.schema import AffectSample, read_manifest, write_manifest
+from serverkit import free_port
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cli(capsys, *argv) -> tuple[int, str, str]:
@@ -145,7 +139,7 @@ def test_unibench_hf_extractor(lexicon_run, unibench_data, wheel_dir, tmp_path, 
 @pytest.fixture(scope="module")
 def tiny_server(tmp_path_factory):
     """`nanoemox serve --preset tiny` in its own process on a random loopback port."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     proc = subprocess.Popen([sys.executable, "-m", "nanoemox.cli", "serve", "--preset", "tiny", "--port", str(port)],
@@ -178,7 +172,7 @@ def test_unibench_openai_extractor_on_nanoemox_serve(tiny_server, lexicon_run, u
 
 
 def test_down_endpoint_clear_error_nothing_written(lexicon_run, unibench_data, wheel_dir, tmp_path, capsys):
-    dead = f"http://127.0.0.1:{_free_port()}/v1"
+    dead = f"http://127.0.0.1:{free_port()}/v1"
     out = tmp_path / "report"
     rc, stdout, err = _cli(capsys, "evaluate", "unibench", "--data", unibench_data, "--pred", lexicon_run / "predictions",
                            "--out", out, "--extractor", "openai", "--llm-url", dead, "--retries", "2",

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import socket
-import threading
 import time
 from pathlib import Path
 
@@ -16,15 +14,10 @@ import pytest
 
 from nanoemox.inference import Analyzer
 from nanoemox.serving import ServerSettings, create_app
+from serverkit import serve_in_thread
 
 KEY = "test-key-123"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -35,22 +28,10 @@ def clip(talking_clip) -> Path:
 @pytest.fixture(scope="module")
 def server():
     """(base_url, app) of a real uvicorn server in a thread; small limits to exercise them."""
-    import uvicorn
-
     settings = ServerSettings(api_key=KEY, max_upload_mb=2, max_clip_seconds=10, timeout_s=60, queue_size=3)
     app = create_app(Analyzer.from_preset("tiny"), settings)
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(300):
-        if srv.started:
-            break
-        time.sleep(0.05)
-    assert srv.started, "server did not start"
-    yield f"http://127.0.0.1:{port}", app
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(app) as url:
+        yield url, app
 
 
 def _data_url(data: bytes, mime: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import threading
 import time
 
@@ -15,14 +14,9 @@ import torch
 
 from nanoemox.inference import Analyzer
 from nanoemox.serving import ServerSettings, create_app
+from serverkit import serve_in_thread
 
 N = 6  # requests in the batch of the first test
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -30,22 +24,10 @@ def served():
     """(url, app): a long batch wait, so that concurrent requests always meet in one batch even on
     a loaded machine (a batch runs as soon as `max_batch` requests are there; tests that send
     fewer set `max_batch` to their count or shorten the wait)."""
-    import uvicorn
-
     settings = ServerSettings(max_batch=N, batch_wait_ms=30000, queue_size=2, timeout_s=120)
     app = create_app(Analyzer.from_preset("tiny"), settings)
-    port = _port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(300):
-        if srv.started:
-            break
-        time.sleep(0.05)
-    assert srv.started
-    yield f"http://127.0.0.1:{port}", app
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(app) as url:
+        yield url, app
 
 
 def _concurrently(calls: list) -> list:
