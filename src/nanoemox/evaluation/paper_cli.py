@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from .runner import read_csv_columns
+
 
 def extractor_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--extractor", choices=("openai", "hf", "lexicon"), required=True,
@@ -86,25 +88,6 @@ def register_paper(sub, wheel_help: str) -> None:
     m.set_defaults(func=_mintrec)
 
 
-def _read_csv(path, columns: tuple[str, ...]):
-    import pandas as pd
-
-    from ..errors import DataError
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") from None
-    cols = {c.strip().lower(): c for c in df.columns}
-    missing = [c for c in columns if c not in cols]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)} (expected {','.join(columns)})")
-    return [df[cols[c]].tolist() for c in columns]
-
-
 def _emit(args, res: dict, text: str) -> int:
     print(json.dumps(res) if args.json else text, end="" if not args.json else "\n")
     return 0
@@ -114,7 +97,7 @@ def _hitrate(args) -> int:
     from .paper import unibench_hit_rate
     from .wheel import load_wheels
 
-    _, gold, pred = _read_csv(args.labels, ("name", "gt", "pred"))
+    _, gold, pred = read_csv_columns(args.labels, ("name", "gt", "pred"))
     r = unibench_hit_rate(gold, pred, load_wheels(args.wheel_dir))
     res = {"hit_rate": r["hit_rate"], "n": r["n"], "n_scored": r["n_scored"], "per_wheel": r["per_wheel"], "wheel_source": r["wheel_source"]}
     return _emit(args, res, f"hit rate {100 * r['hit_rate']:.2f} over {r['n']} samples (5 wheels, level 1)\n")
@@ -124,7 +107,7 @@ def _sentiment(args) -> int:
     from ..errors import DataError
     from .paper import paper_waf
 
-    names, gold, pred = _read_csv(args.labels, ("name", "gt_score", "pred_label"))
+    names, gold, pred = read_csv_columns(args.labels, ("name", "gt_score", "pred_label"))
     scores = []
     for row, (n, g) in enumerate(zip(names, gold), start=2):
         try:
@@ -153,8 +136,8 @@ def _emer(args) -> int:
     judge = OpenAIExtractor(base_url=args.judge_url, model=args.judge_model, max_tokens=16) if args.judge_url else None
     rows = []
     for f in files:
-        names, refs = _read_csv(f.parent / "gt-eng.csv", ("names", "reasons"))
-        _read_csv(f, ("names",))  # a clear error when the column is missing
+        names, refs = read_csv_columns(f.parent / "gt-eng.csv", ("names", "reasons"))
+        read_csv_columns(f, ("names",))  # a clear error when the column is missing
         import pandas as pd
 
         pr = pd.read_csv(f, dtype=str, keep_default_na=False)
@@ -181,7 +164,7 @@ def _emer(args) -> int:
 def _mintrec(args) -> int:
     from .paper import mintrec_scores
 
-    _, gold, pred = _read_csv(args.labels, ("name", "gt", "pred"))
+    _, gold, pred = read_csv_columns(args.labels, ("name", "gt", "pred"))
     r = mintrec_scores(gold, pred)
     return _emit(args, r, f"ACC {100 * r['accuracy']:.2f}  WF1 {100 * r['weighted_f1']:.2f}  WP {100 * r['weighted_precision']:.2f}  (n={r['n']})\n")
 
@@ -192,7 +175,7 @@ def _avamerg(args) -> int:
     from .unibench import avamerg_from_predictions, avamerg_markdown
 
     if args.responses:
-        _, gold, resp = _read_csv(args.responses, ("name", "gt", "response"))
+        _, gold, resp = read_csv_columns(args.responses, ("name", "gt", "response"))
         res = avamerg_scores(gold, resp)
     elif args.pred and args.manifest:
         from ..data.schema import read_manifest

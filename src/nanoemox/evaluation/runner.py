@@ -259,22 +259,29 @@ def aggregate_checkpoints(results: Sequence[Mapping]) -> dict:
 # ---------------------------------------------------------------------------------------------
 # OV-MER label CSVs and the EMER reference files
 # ---------------------------------------------------------------------------------------------
-def read_label_csv(path: str | os.PathLike) -> tuple[list[str], list[str], list[str]]:
-    """name,gt,pred columns; blank cells are empty lists."""
+def read_csv_columns(path: str | os.PathLike, columns: tuple[str, ...]) -> list[list[str]]:
+    """The named columns of a CSV as lists of strings (headers matched case-insensitively, blank
+    cells kept as ""); a missing file, an unreadable CSV or a missing column is one DataError line."""
     import pandas as pd
 
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: labels file not found")
+        raise DataError(f"{path}: file not found")
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: not a readable CSV ({e})") from None
+        raise DataError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") from None
     cols = {c.strip().lower(): c for c in df.columns}
-    missing = [c for c in ("name", "gt", "pred") if c not in cols]
+    missing = [c for c in columns if c not in cols]
     if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)} (expected name,gt,pred)")
-    return (df[cols["name"]].tolist(), df[cols["gt"]].tolist(), df[cols["pred"]].tolist())
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)} (expected {','.join(columns)})")
+    return [df[cols[c]].tolist() for c in columns]
+
+
+def read_label_csv(path: str | os.PathLike) -> tuple[list[str], list[str], list[str]]:
+    """name,gt,pred columns; blank cells are empty lists."""
+    names, gold, pred = read_csv_columns(path, ("name", "gt", "pred"))
+    return names, gold, pred
 
 
 def score_ovmer_csv(path, wheel_dir=None, level: str = "level1") -> dict:
