@@ -93,12 +93,7 @@ class _Template:
     def find(self, img: np.ndarray, ref: FaceBox) -> FaceBox | None:
         """The face in a window of 3x its size around `ref` (the detector's window), or None when
         the best match is weak."""
-        H, W = img.shape[:2]
-        side = max(ref.w, ref.h)
-        cx, cy = ref.center
-        half = 1.5 * side
-        x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
-        x1, y1 = min(W, int(cx + half)), min(H, int(cy + half))
+        x0, y0, x1, y1 = _window(img, ref)
         ph, pw = self.patch.shape
         if ph < 8 or pw < 8 or x1 - x0 <= 0 or y1 - y0 <= 0:
             return None
@@ -172,16 +167,22 @@ def _anchor_across(images: Sequence[np.ndarray], candidates: Sequence[int], dete
     return None, None
 
 
+def _window(img: np.ndarray, ref: FaceBox) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): a window of 3x the face's side around `ref`, clipped to the image (the
+    detector's own window, so matching and re-detection look at the same region)."""
+    H, W = img.shape[:2]
+    cx, cy = ref.center
+    half = 1.5 * max(ref.w, ref.h)
+    return max(0, int(cx - half)), max(0, int(cy - half)), min(W, int(cx + half)), min(H, int(cy + half))
+
+
 def _redetect(img: np.ndarray, ref: FaceBox, detector, strict: bool = False) -> FaceBox | None:
     """Find the tracked face near `ref`: a search window of 3x its size, scaled so the face is
     about 52 px, faces 0.55-1.45x its size, a lower grouping threshold than a full search (the
     window already rules most false hits out) unless `strict`."""
-    H, W = img.shape[:2]
     side = max(ref.w, ref.h)
     cx, cy = ref.center
-    half = 1.5 * side
-    x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
-    x1, y1 = min(W, int(cx + half)), min(H, int(cy + half))
+    x0, y0, x1, y1 = _window(img, ref)
     if x1 - x0 < 12 or y1 - y0 < 12:
         return None
     roi = img[y0:y1, x0:x1]
