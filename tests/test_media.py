@@ -272,6 +272,26 @@ def test_max_seconds_caps_decoding(media_dir):
     assert len(a.audio) == SR // 2
 
 
+@pytest.mark.parametrize("name", [n for n, (vc, *_) in VIDEOS.items()])
+def test_sampled_frames_are_those_of_decoding_every_frame(media_dir, name):
+    """Short clips (under 6 frames a sample) skip the non-reference frames no target needs: the
+    result is bit-identical to decoding every frame (`skip_nonref=False`), and for codecs with
+    B-frames fewer frames are decoded."""
+    import av
+
+    fast = load_media(media_dir / name)
+    full = load_media(media_dir / name, MediaConfig(skip_nonref=False))
+    for key in ("frames", "faces", "face_mask", "frame_times", "audio", "audio_clips"):
+        assert np.array_equal(getattr(fast, key), getattr(full, key)), key
+    with av.open(str(media_dir / name)) as c:
+        times = [f.time for f in c.decode(video=0)]
+    assert full.info["video"]["frames_decoded"] == len(times)
+    assert len(set(fast.frame_times.tolist())) == 8  # 30 frames: 8 different ones sampled
+    assert all(np.isclose(times, t + times[0]).any() for t in fast.frame_times)
+    if VIDEOS[name][0] in ("h264", "hevc"):  # B-frames nothing is predicted from
+        assert fast.info["video"]["frames_decoded"] < len(times)
+
+
 def test_seek_sampling_matches_linear(media_dir):
     lin = load_media(media_dir / "clip.mp4")
     seek = load_media(media_dir / "clip.mp4", MediaConfig(seek_threshold_s=0.5))

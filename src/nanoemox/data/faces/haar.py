@@ -22,6 +22,10 @@ class HaarFaceDetector:
     name = "haar"
     window = 24
     confident_score = 5.0  # level weight above which a hit needs no second look (false hits score ~1-3.5)
+    # OpenCV scans every second position at pyramid factors below 2 and every position above:
+    # searching with the smallest face at this many pixels (> 2 x `window`) scans densely, which
+    # finds faces the cascade responds to only weakly (`tracking.DENSE_DIV`).
+    dense_window = 49
 
     def __init__(
         self,

@@ -21,11 +21,16 @@ from .boxes import FaceBox, iou
 TEMPLATE_SIDE = 40  # face side (px) in the matching image: enough detail to tell faces apart, cheap
 MATCH_MIN = 0.7  # normalised cross-correlation of the same face in the next sampled frame is ~0.9+
 FOLLOW_MODES = ("match", "detect")
-# Anchor levels tried across all candidate frames (faces of at least 1/2, 1/3, 1/4 of the short
-# side). Each level searches an image of ~24 x div px whatever the frame size, so the quarter
-# level costs ~3 ms; a weakly detected large face (a wide-eyed fearful one) that the coarser
-# levels miss is found there instead of by a full search (on 160 px frames ~8 ms a frame).
-ANCHOR_LEVELS = (2.0, 3.0, 4.0)
+# Anchor search in matching mode (`_anchor_across`), cheapest first. Faces of at least half the
+# short side (a talking head) are searched coarsely in every candidate frame (~0.4 ms each on
+# 160 px frames: a search image of ~48 px). A large face the cascade detects only weakly (a
+# wide-eyed fearful one) is missed there; the same size range is then scanned densely in the
+# first candidate (`DENSE_DIV`, see `HaarFaceDetector.dense_window`): ~1 ms, where the third- and
+# quarter-of-the-side levels across all candidates took ~10 ms. Smaller faces are then searched
+# frame by frame: a third, a sixth of the side (`FINE_DIVS`, on frames large enough), the full range.
+COARSE_DIV = 2.0
+DENSE_DIV = 2.0
+FINE_DIVS = (3.0, 6.0)
 
 
 def track_faces(images: Sequence[np.ndarray], detector, max_full: int = 4, follow: str = "match") -> list[FaceBox | None]:
@@ -122,15 +127,18 @@ def _grey(img: np.ndarray, x0: int, y0: int, x1: int, y1: int, scale: float) -> 
     return grey
 
 
-def _anchor_search(img: np.ndarray, detector, levels: Sequence[float] = (3.0, 6.0), fine: bool = True) -> FaceBox | None:
+def _anchor_search(img: np.ndarray, detector, levels: Sequence[float] = (3.0, 6.0), fine: bool = True,
+                   window: float | None = None) -> FaceBox | None:
     """The largest face in a whole frame, searched coarse to fine: faces of at least a third, then
     a sixth of the short side (`levels`; each level costs about a quarter of the next), a coarse
     hit being confirmed by a strict search around it unless its score is high (the detector's
-    `confident_score`); then (when `fine`) the detector's full range."""
+    `confident_score`); then (when `fine`) the detector's full range. `window`: the smallest face's
+    side in the search image (default: the detector's own window; larger: a denser scan)."""
     short = min(img.shape[:2])
     for div in levels:
         try:
-            coarse = detector.detect(img, min_face=short / div)
+            kw = {"scale": window * div / short} if window else {}
+            coarse = detector.detect(img, min_face=short / div, **kw)
         except TypeError:  # a detector without the search-range keywords: one plain search
             break
         if coarse:
@@ -146,22 +154,25 @@ def _anchor_search(img: np.ndarray, detector, levels: Sequence[float] = (3.0, 6.
 
 
 def _anchor_across(images: Sequence[np.ndarray], candidates: Sequence[int], detector) -> tuple[int | None, FaceBox | None]:
-    """The anchor for matching mode: the coarse `ANCHOR_LEVELS` (faces of at least a half, a
-    third, then a quarter of the short side: a talking head) are tried on every candidate frame
-    before any finer, costlier search, so a large face that one frame shows clearly is found at
-    the coarse cost even where the middle frame would need a fine search; then each frame in
-    turn, finer levels."""
-    for div in ANCHOR_LEVELS:
-        for i in candidates:
-            found = _anchor_search(images[i], detector, levels=(div,), fine=False)
-            if found is not None:
-                return i, found
+    """The anchor for matching mode (order and costs: see `COARSE_DIV` above): a face of at least
+    half the short side in any candidate frame, coarse; then densely in the first candidate; then
+    each candidate in turn, finer levels and the full range."""
+    for i in candidates:
+        found = _anchor_search(images[i], detector, levels=(COARSE_DIV,), fine=False)
+        if found is not None:
+            return i, found
+    dense = getattr(detector, "dense_window", None)
+    if dense:
+        first = candidates[0]
+        found = _anchor_search(images[first], detector, levels=(DENSE_DIV,), fine=False, window=dense)
+        if found is not None:
+            return first, found
     window = getattr(detector, "window", 24)
     for i in candidates:
         # On a small frame the sixth-of-the-side level searches nearly the whole range at nearly
         # full size: the full search alone costs the same, without a second search to confirm.
-        fine = (6.0,) if min(images[i].shape[:2]) / 6.0 >= 1.5 * window else ()
-        found = _anchor_search(images[i], detector, levels=fine)
+        big = min(images[i].shape[:2]) / FINE_DIVS[-1] >= 1.5 * window
+        found = _anchor_search(images[i], detector, levels=FINE_DIVS if big else FINE_DIVS[:-1])
         if found is not None:
             return i, found
     return None, None

@@ -7,6 +7,7 @@ import numpy as np
 
 from ...errors import MediaError
 from ..faces import crop_face, get_detector, track_faces
+from ..faces.boxes import one_cv_thread, shrink
 from .types import MediaConfig, MediaInput
 
 _WORK_SIDE = 960  # long side of the working resolution (face detection and crops)
@@ -65,8 +66,12 @@ def fit_frame(img: np.ndarray, size: int, mode: str = "letterbox") -> np.ndarray
     else:
         s = size / float(max(h, w))
     nw, nh = max(1, int(round(w * s))), max(1, int(round(h * s)))
-    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
-    r = cv2.resize(img, (nw, nh), interpolation=interp) if (nw, nh) != (w, h) else img
+    if (nw, nh) == (w, h):
+        r = img
+    elif s < 1:
+        r = shrink(img, (nw, nh))
+    else:
+        r = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
     if mode == "crop":
         y0, x0 = (nh - size) // 2, (nw - size) // 2
         return np.ascontiguousarray(r[y0 : y0 + size, x0 : x0 + size])
@@ -78,6 +83,11 @@ def fit_frame(img: np.ndarray, size: int, mode: str = "letterbox") -> np.ndarray
 
 def finish_video(out: MediaInput, images: list[np.ndarray], index: list[int], cfg: MediaConfig) -> None:
     """Fill frames / faces from the unique working images and the per-slot index into them."""
+    with one_cv_thread():
+        _finish_video(out, images, index, cfg)
+
+
+def _finish_video(out: MediaInput, images: list[np.ndarray], index: list[int], cfg: MediaConfig) -> None:
     T = len(index)
     fitted = [fit_frame(im, cfg.frame_size, cfg.frame_fit) for im in images]
     out.frames = np.stack([fitted[i] for i in index]).astype(np.uint8, copy=False)

@@ -2,6 +2,7 @@
 whole audio track resampled to 16 kHz mono."""
 from __future__ import annotations
 
+import bisect
 import math
 from typing import Any
 
@@ -196,7 +197,13 @@ def _configure_video(vs, cfg: MediaConfig, expected_frames: float | None = None)
     return skipping
 
 
-def decode_linear(container, vs, as_, v_start: float, v_span: float | None, cfg: MediaConfig, spath: str) -> dict:
+def decode_linear(container, vs, as_, v_start: float, v_span: float | None, cfg: MediaConfig, spath: str, lookahead: bool = True) -> dict:
+    """One pass over the container. Clips with too few frames per sample to skip all
+    non-reference frames (see `_configure_video`) are demuxed first when `lookahead` and
+    `cfg.skip_nonref`: the packets' timestamps say which frames the picker will keep, and the
+    non-reference frames among the others are not decoded. The kept frames are bit-identical
+    (nothing is predicted from a non-reference frame); should a kept frame's time differ from its
+    packet's, the pass is redone decoding every frame."""
     import av
 
     res = _new_result()
@@ -207,6 +214,11 @@ def decode_linear(container, vs, as_, v_start: float, v_span: float | None, cfg:
         res["skip_nonref"] = _configure_video(vs, cfg, v_span * fps if v_span and fps else None)
         targets = _target_times(v_start, v_span, cfg.n_frames) if v_span else None
         picker = _FramePicker(targets, fps, v_start)
+    packets, demux_error, keep = None, None, None
+    if lookahead and cfg.skip_nonref and picker is not None and picker.targets is not None and not res["skip_nonref"]:
+        packets, demux_error = _demux_all(container, streams)
+        keep = _kept_frames(packets, vs, picker.targets)
+    skipping = False
     sink = _AudioSink(as_, cfg) if as_ is not None else None
     v_done = vs is None
     a_done = as_ is None
@@ -229,14 +241,18 @@ def decode_linear(container, vs, as_, v_start: float, v_span: float | None, cfg:
                 v_done = True
                 return
 
+    consumed = False
     try:
-        for packet in container.demux(*streams):
+        for packet in packets if packets is not None else container.demux(*streams):
             if v_done and a_done:
                 break
             st = packet.stream
             if st is vs:
                 if v_done:
                     continue
+                if keep is not None and packet.size and skipping != (packet.pts not in keep[0]):
+                    skipping = not skipping
+                    vs.codec_context.skip_frame = "NONREF" if skipping else "DEFAULT"
                 try:
                     video_frames(packet.decode())
                 except av.error.FFmpegError as e:
@@ -258,13 +274,22 @@ def decode_linear(container, vs, as_, v_start: float, v_span: float | None, cfg:
                     res["errors"].append(f"audio: {ff_msg(e)}")
                     if n_err > 100:
                         a_done = True
+        else:
+            consumed = True
     except av.error.FFmpegError as e:  # demuxing failed mid-file (truncated / corrupt)
         res["errors"].append(f"demux: {ff_msg(e)}")
+    if demux_error is not None and consumed:  # the look-ahead pass met it: noted where the loop would have
+        res["errors"].append(f"demux: {ff_msg(demux_error)}")
     # (demux ends with empty packets that already flush the decoders; a second flush says EOF)
     if vs is not None and not v_done:
         _flush(vs, video_frames, "video", res)
     if as_ is not None and not a_done:
         _flush(as_, lambda frames: [sink.add(fr) for fr in frames], "audio", res)
+    if skipping:
+        vs.codec_context.skip_frame = "DEFAULT"
+    if keep is not None and picker.best_t != keep[1]:  # frame times other than the packets': decode every frame
+        container.seek(0)
+        return decode_linear(container, vs, as_, v_start, v_span, cfg, spath, lookahead=False)
     if picker is not None:
         res["chosen"] = picker.result(cfg.n_frames)
     if sink is not None:
@@ -273,6 +298,47 @@ def decode_linear(container, vs, as_, v_start: float, v_span: float | None, cfg:
     if res["errors"]:
         res["warnings"].append(f"{len(res['errors'])} decoding error(s), first: {res['errors'][0]}")
     return res
+
+
+def _demux_all(container, streams) -> tuple[list, Exception | None]:
+    """Every packet of the streams, and the demuxing error that ended the pass early (or None)."""
+    import av
+
+    packets: list = []
+    try:
+        for packet in container.demux(*streams):
+            packets.append(packet)
+    except av.error.FFmpegError as e:
+        return packets, e
+    return packets, None
+
+
+def _kept_frames(packets: list, vs, targets: np.ndarray) -> tuple[frozenset[int], list[float]] | None:
+    """(pts, times) of the frames `_FramePicker` will keep: for each target the nearest frame, the
+    earlier on a tie, with times computed as `av.Frame.time` does; None when a video packet has no
+    timestamp."""
+    tb = vs.time_base
+    if not tb:
+        return None
+    pts = []
+    for p in packets:
+        if p.stream is vs and p.size:
+            if p.pts is None:
+                return None
+            pts.append(int(p.pts))
+    if not pts:
+        return None
+    pts.sort()
+    times = [float(x) * tb.numerator / tb.denominator for x in pts]
+    chosen = []
+    for tt in targets:
+        k = bisect.bisect_left(times, tt)  # times[k - 1] < tt <= times[k]
+        if k == len(times) or (k > 0 and abs(times[k - 1] - tt) <= abs(times[k] - tt)):
+            k -= 1
+        while k > 0 and times[k - 1] == times[k]:  # the first of equal times, as the picker keeps
+            k -= 1
+        chosen.append(k)
+    return frozenset(pts[k] for k in chosen), [times[k] for k in chosen]
 
 
 def _flush(stream, consume, kind: str, res: dict) -> None:

@@ -37,7 +37,7 @@ class MediaConfig:
     face_margin: float = 0.2
     folder_fps: float = 25.0  # frame rate assumed for a folder of frame images
     seek_threshold_s: float = 30.0  # longer videos are sampled by seeking
-    skip_nonref: bool = True  # skip non-reference frames when the clip has >= 6 frames per sample
+    skip_nonref: bool = True  # skip non-reference frames: all with >= 6 frames per sample, else those not sampled
     decode_threads: int = 0  # 0: FFmpeg's choice
 
     def __post_init__(self) -> None:
