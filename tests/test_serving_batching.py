@@ -239,9 +239,9 @@ def test_int8_quantises_the_language_model(talking_clip, capsys):
 
     q = Analyzer.from_preset("tiny", quantize="int8")
     lm = q.model.language_model
-    dynamic = torch.ao.nn.quantized.dynamic.Linear
+    from nanoemox.inference.quantization import Int8Linear as int8_linear  # weight-only int8 (tests/test_quantization.py)
     assert not any(type(m) is torch.nn.Linear for m in lm.modules())  # every LM linear layer is int8 ...
-    assert sum(type(m) is dynamic for m in lm.modules()) == 7 * lm.config.num_hidden_layers + 1  # q k v o gate up down per layer, lm_head
+    assert sum(type(m) is int8_linear for m in lm.modules()) == 7 * lm.config.num_hidden_layers + 1  # q k v o gate up down per layer, lm_head
     assert any(type(m) is torch.nn.Linear for m in q.model.modules())  # ... and the adapters stay fp32
     res = q.analyze(talking_clip, tasks="mer", transcript="hi", max_new_tokens=4)
     assert isinstance(res.results["mer"].raw, str)

@@ -26,9 +26,10 @@ import torch
 
 from ..data.schema import TASKS
 from ..errors import ConfigError
-from .generation import RowControl, RowOutput, Sampling, quantize_language_model, run_rows
+from .generation import RowControl, RowOutput, Sampling, run_rows
 from .guards import guard_kwargs
 from .parsing import ParsedAnswer, parse_answer
+from .quantization import quantize_language_model
 
 log = logging.getLogger(__name__)
 

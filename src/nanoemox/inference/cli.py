@@ -25,7 +25,7 @@ def register(subparsers) -> None:
     p.add_argument("--history", help='earlier dialogue turns as JSON: [{"speaker": "...", "text": "..."}]')
     p.add_argument("--asr", action="store_true", help="transcribe the speech with Whisper tiny.en when no --transcript is given")
     p.add_argument("--quantize", choices=("int8",), default=None,
-                   help="int8: dynamic int8 quantisation of the language model (CPU only)")
+                   help="int8: weight-only int8 language model (CPU only)")
     _model_args(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     _decoding_args(p)
@@ -44,7 +44,7 @@ def register(subparsers) -> None:
                    help="native: each sample's own tasks; unibench: ask every sample the open-vocabulary "
                    "[Recogn_OV] question (MER-UniBench's zero-shot protocol, for MER / MSA / OV manifests)")
     q.add_argument("--quantize", choices=("int8",), default=None,
-                   help="int8: dynamic int8 quantisation of the language model (CPU only)")
+                   help="int8: weight-only int8 language model (CPU only)")
     _decoding_args(q)
     q.set_defaults(func=run_predict)
 

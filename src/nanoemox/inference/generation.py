@@ -10,16 +10,12 @@ the attention mask keep a row's greedy answer the same at any batch size (tested
 from __future__ import annotations
 
 import threading
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Sequence
 
 import torch
-from torch import nn
 
-from ..errors import ConfigError
-
-QUANTIZE_CHOICES = ("int8",)
+from .quantization import QUANTIZE_CHOICES, quantize_language_model  # noqa: F401  (moved there; re-exported)
 
 
 @dataclass(frozen=True)
@@ -139,32 +135,3 @@ def _Adapter(stops: RowStops):
             return stops(input_ids, scores)
 
     return _Stops()
-
-
-def quantize_language_model(model: nn.Module, mode: str | None) -> nn.Module:
-    """int8 dynamic quantisation of the language model's nn.Linear layers (weights int8 per output
-    channel, activations quantised per batch at run time; LoRA merged first) for CPU inference; the encoders, adapters and embeddings stay
-    fp32. torch 2.13 still runs `torch.ao.quantization.quantize_dynamic` (deprecated in favour of
-    torchao, which is not a dependency here); its deprecation warnings are silenced."""
-    if mode in (None, "", "none", "fp32"):
-        return model
-    if mode not in QUANTIZE_CHOICES:
-        raise ConfigError(f"unknown quantize mode {mode!r} (choose from {', '.join(QUANTIZE_CHOICES)})")
-    if next(model.parameters()).device.type != "cpu":
-        raise ConfigError("--quantize int8 runs on CPU only (dynamic int8 kernels); drop it or use --device cpu")
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    lm = model.language_model
-    for name, module in list(lm.named_modules()):  # LoRA folded into its base weights: one int8 matmul per layer
-        if hasattr(module, "lora_A") and hasattr(module, "base_layer") and hasattr(module, "merge"):
-            if not getattr(module, "merged", False):
-                module.merge()
-            parent, _, child = name.rpartition(".")
-            setattr(lm.get_submodule(parent) if parent else lm, child, module.base_layer)
-    names = {n: per_channel_dynamic_qconfig for n, m in lm.named_modules() if type(m) is nn.Linear and "lora_" not in n}
-    if "fbgemm" not in torch.backends.quantized.supported_engines and "qnnpack" in torch.backends.quantized.supported_engines:
-        torch.backends.quantized.engine = "qnnpack"  # ARM CPUs
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        quantize_dynamic(lm, names, dtype=torch.qint8, inplace=True)
-    return model

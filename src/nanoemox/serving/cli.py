@@ -23,7 +23,7 @@ def register(subparsers) -> None:
     p.add_argument("--queue-size", type=int, default=8, help="requests that may wait for the model; more get 503 (default 8)")
     p.add_argument("--max-batch", type=int, default=8, help="requests decoded together at most (default 8; 1 = no batching)")
     p.add_argument("--batch-wait-ms", type=float, default=5.0, help="how long an idle model waits for companions of a request (default 5 ms)")
-    p.add_argument("--quantize", choices=("int8",), help="int8 dynamic quantisation of the language model (CPU only)")
+    p.add_argument("--quantize", choices=("int8",), help="int8: weight-only int8 language model (CPU only)")
     p.add_argument("--asr", action="store_true", help="transcribe speech when a request brings no transcript")
     p.set_defaults(func=run_serve)
 
