@@ -8,7 +8,7 @@
   speaker is never cut out). `frame_fit="crop"` centre-crops instead.
 - faces: one face track per clip (`nanoemox.data.faces.track_faces`). The largest face is found
   in one anchor frame (the middle one, else the first-quarter, third-quarter or next frame, at
-  most 4, searched coarse to fine), then followed frame to frame, both ways, inside a small window
+  most 4, searched coarse to fine: see `faces.tracking`), then followed frame to frame, both ways, inside a small window
   around its last position: by template matching on a small grey copy, the detector running only
   where the match is weak (`face_follow="match"`, the default; `"detect"` runs the detector in
   every frame). Frames where the tracked face is not found are marked (`face_mask` False, zero
@@ -19,9 +19,13 @@
   track is cut into consecutive clips from the start, the last real one zero-padded and the rest
   pure padding (`audio_clip_mask` False).
 
-Decoding uses PyAV: one demux pass, each stream decoded once (frame-threaded video decoding),
-only the sampled frames converted to RGB (straight to a working resolution by swscale), audio
-resampled by `av.AudioResampler` to 16 kHz mono float. Decoding stops at `max_seconds`, so no
+Decoding uses PyAV: one demux pass, each stream decoded once (frame-threaded video decoding for
+pictures of 320x240 and up), only the sampled frames converted to RGB (straight to a working
+resolution by swscale), audio resampled by `av.AudioResampler` to 16 kHz mono float.
+Non-reference frames no sample needs are not decoded (`skip_nonref`; on short clips the packets'
+timestamps say which, and the sampled frames are bit-identical to decoding every frame).
+Frames and crops are shrunk by area averaging over powers of two, then the rest
+(`faces.boxes.shrink`). Decoding stops at `max_seconds`, so no
 input can make it run unbounded. Videos longer than `seek_threshold_s` are sampled by seeking to
 each target time instead of decoding everything.
 
