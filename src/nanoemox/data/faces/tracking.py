@@ -20,14 +20,16 @@ from .boxes import FaceBox, iou
 
 TEMPLATE_SIDE = 40  # face side (px) in the matching image: enough detail to tell faces apart, cheap
 MATCH_MIN = 0.7  # normalised cross-correlation of the same face in the next sampled frame is ~0.9+
+NEAR = 4  # px in the matching image: searched first around the last position (`_Template._near`)
 FOLLOW_MODES = ("match", "detect")
 # Anchor search in matching mode (`_anchor_across`), cheapest first. Faces of at least half the
-# short side (a talking head) are searched coarsely in every candidate frame (~0.4 ms each on
-# 160 px frames: a search image of ~48 px). A large face the cascade detects only weakly (a
-# wide-eyed fearful one) is missed there; the same size range is then scanned densely in the
-# first candidate (`DENSE_DIV`, see `HaarFaceDetector.dense_window`): ~1 ms, where the third- and
-# quarter-of-the-side levels across all candidates took ~10 ms. Smaller faces are then searched
-# frame by frame: a third, a sixth of the side (`FINE_DIVS`, on frames large enough), the full range.
+# short side (a talking head) are searched coarsely (~0.4 ms on 160 px frames: a search image of
+# ~48 px). A large face the cascade detects only weakly (a wide-eyed fearful one) is missed there;
+# in the first candidate the same size range is then scanned densely (`DENSE_DIV`, see
+# `HaarFaceDetector.dense_window`): ~1.3 ms, where the coarse level in the other candidates and
+# then the third- and quarter-of-the-side levels across all of them took ~10 ms. The other
+# candidates get the coarse level, then smaller faces are searched frame by frame: a third, a
+# sixth of the side (`FINE_DIVS`, on frames large enough), the full range.
 COARSE_DIV = 2.0
 DENSE_DIV = 2.0
 FINE_DIVS = (3.0, 6.0)
@@ -105,15 +107,43 @@ class _Template:
         window = _grey(img, x0, y0, x1, y1, self.scale)
         if window.shape[0] < ph or window.shape[1] < pw:
             return None
-        import cv2
-
-        score = cv2.matchTemplate(window, self.patch, cv2.TM_CCOEFF_NORMED)
-        _, best, _, (mx, my) = cv2.minMaxLoc(score)
+        found = self._near(window, (ref.x + self.offset[0] - x0) * self.scale, (ref.y + self.offset[1] - y0) * self.scale)
+        if found is None:
+            found = _best_match(window, self.patch)
+        best, mx, my = found
         if not best >= MATCH_MIN:  # also rejects NaN (a flat window)
             return None
         bx = x0 + mx / self.scale - self.offset[0]
         by = y0 + my / self.scale - self.offset[1]
         return FaceBox(int(round(bx)), int(round(by)), self.box.w, self.box.h, self.box.score)
+
+
+    def _near(self, window: np.ndarray, px: float, py: float) -> tuple[float, int, int] | None:
+        """The best match within `NEAR` pixels of the last position (px, py) in the window, when
+        it is a peak of the whole window's scores: strong, and inside that neighbourhood or at the
+        window's own edge (a face moves little between sampled frames; half the cost of matching
+        the whole window). None otherwise: the caller matches the whole window."""
+        ph, pw = self.patch.shape
+        H, W = window.shape
+        sx0, sy0 = max(0, int(round(px)) - NEAR), max(0, int(round(py)) - NEAR)
+        sx1, sy1 = min(W - pw, int(round(px)) + NEAR), min(H - ph, int(round(py)) + NEAR)
+        if sx1 - sx0 < 2 or sy1 - sy0 < 2 or (sx0 == 0 and sy0 == 0 and sx1 == W - pw and sy1 == H - ph):
+            return None
+        best, mx, my = _best_match(window[sy0 : sy1 + ph, sx0 : sx1 + pw], self.patch)
+        if not best >= MATCH_MIN:
+            return None
+        inner_x = (mx > 0 or sx0 == 0) and (mx < sx1 - sx0 or sx1 == W - pw)
+        inner_y = (my > 0 or sy0 == 0) and (my < sy1 - sy0 or sy1 == H - ph)
+        return (best, sx0 + mx, sy0 + my) if inner_x and inner_y else None
+
+
+def _best_match(window: np.ndarray, patch: np.ndarray) -> tuple[float, int, int]:
+    """(score, x, y) of the best normalised cross-correlation of `patch` in `window`."""
+    import cv2
+
+    score = cv2.matchTemplate(window, patch, cv2.TM_CCOEFF_NORMED)
+    _, best, _, (mx, my) = cv2.minMaxLoc(score)
+    return best, mx, my
 
 
 def _grey(img: np.ndarray, x0: int, y0: int, x1: int, y1: int, scale: float) -> np.ndarray:
@@ -155,18 +185,16 @@ def _anchor_search(img: np.ndarray, detector, levels: Sequence[float] = (3.0, 6.
 
 def _anchor_across(images: Sequence[np.ndarray], candidates: Sequence[int], detector) -> tuple[int | None, FaceBox | None]:
     """The anchor for matching mode (order and costs: see `COARSE_DIV` above): a face of at least
-    half the short side in any candidate frame, coarse; then densely in the first candidate; then
-    each candidate in turn, finer levels and the full range."""
+    half the short side in the first candidate, coarse then dense; in the other candidates,
+    coarse; then each candidate in turn, finer levels and the full range."""
+    first = candidates[0]
+    dense = getattr(detector, "dense_window", None)
     for i in candidates:
         found = _anchor_search(images[i], detector, levels=(COARSE_DIV,), fine=False)
+        if found is None and i == first and dense:
+            found = _anchor_search(images[i], detector, levels=(DENSE_DIV,), fine=False, window=dense)
         if found is not None:
             return i, found
-    dense = getattr(detector, "dense_window", None)
-    if dense:
-        first = candidates[0]
-        found = _anchor_search(images[first], detector, levels=(DENSE_DIV,), fine=False, window=dense)
-        if found is not None:
-            return first, found
     window = getattr(detector, "window", 24)
     for i in candidates:
         # On a small frame the sixth-of-the-side level searches nearly the whole range at nearly
