@@ -292,6 +292,28 @@ def test_sampled_frames_are_those_of_decoding_every_frame(media_dir, name):
         assert fast.info["video"]["frames_decoded"] < len(times)
 
 
+def test_frames_whose_times_differ_from_their_packets_are_decoded_again(monkeypatch, media_dir):
+    """Should the decoded frames' times not be those the packets announced, the look-ahead is
+    wrong about which frames to keep: the clip is decoded again, every frame (same result)."""
+    from nanoemox.data.media import streams
+
+    full = load_media(media_dir / "clip.mp4", MediaConfig(skip_nonref=False))
+    real = streams._kept_frames
+    calls = []
+
+    def shifted(packets, vs, targets):
+        calls.append(len(packets))
+        pts, times = real(packets, vs, targets)
+        return pts, [t + 0.001 for t in times]  # the times the decoder will not give
+
+    monkeypatch.setattr(streams, "_kept_frames", shifted)
+    redone = load_media(media_dir / "clip.mp4")
+    assert len(calls) == 1  # one look-ahead, then the plain pass
+    assert redone.info["video"]["frames_decoded"] == full.info["video"]["frames_decoded"]
+    for key in ("frames", "faces", "frame_times", "audio", "audio_clips"):
+        assert np.array_equal(getattr(redone, key), getattr(full, key)), key
+
+
 def test_seek_sampling_matches_linear(media_dir):
     lin = load_media(media_dir / "clip.mp4")
     seek = load_media(media_dir / "clip.mp4", MediaConfig(seek_threshold_s=0.5))

@@ -290,10 +290,9 @@ def decode_linear(container, vs, as_, v_start: float, v_span: float | None, cfg:
         _flush(as_, lambda frames: [sink.add(fr) for fr in frames], "audio", res)
     if skipping:
         vs.codec_context.skip_frame = "DEFAULT"
-    if keep is not None and picker.best_t != keep[1]:  # frame times other than the packets': decode every frame
-        container.seek(0)
-        return decode_linear(container, vs, as_, v_start, v_span, cfg, spath, lookahead=False)
-    if picker is not None:
+    if keep is not None and picker.best_t != keep[1]:
+        _redecode_video(container, vs, v_start, v_span, cfg, spath, res)
+    elif picker is not None:
         res["chosen"] = picker.result(cfg.n_frames)
     if sink is not None:
         res["audio"] = sink.finish()
@@ -301,6 +300,17 @@ def decode_linear(container, vs, as_, v_start: float, v_span: float | None, cfg:
     if res["errors"]:
         res["warnings"].append(f"{len(res['errors'])} decoding error(s), first: {res['errors'][0]}")
     return res
+
+
+def _redecode_video(container, vs, v_start: float, v_span: float, cfg: MediaConfig, spath: str, res: dict) -> None:
+    """The decoded frames' times were not the packets', so the look-ahead may have skipped a frame
+    the picker wants: the video alone is decoded again, every frame (the audio of the first pass
+    stands: a decoder restarted by a seek need not give the same samples)."""
+    container.seek(0)
+    lin = decode_linear(container, vs, None, v_start, v_span, cfg, spath, lookahead=False)
+    res["errors"] = [e for e in res["errors"] if not e.startswith("video")] + [e for e in lin["errors"] if e.startswith("video")]
+    res["chosen"], res["n_video"], res["video_end"] = lin["chosen"], lin["n_video"], lin["video_end"]
+    res["capped"] = res["capped"] or lin["capped"]
 
 
 def _demux_all(container, streams) -> tuple[list, Exception | None]:
