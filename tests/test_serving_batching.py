@@ -223,6 +223,35 @@ def test_openapi_documents_both_endpoints(served):
     assert httpx.get(f"{url}/docs").status_code == 200
 
 
+def test_uploads_still_decoding_join_the_batch_and_a_bad_one_does_not_hold_it(talking_clip):
+    """No batch-wait window at all: what gathers the uploads is the worker waiting for admitted
+    requests whose media are still being decoded. One of the two decoder threads is held busy, so
+    the clips decode one after another and reach the queue tens of ms apart (a window of 0 ms
+    would otherwise start the first one alone). A request with undecodable media leaves the
+    gathering (the others do not wait out `gather_ms` for it) and gets its 422."""
+    n = 4
+    settings = ServerSettings(max_batch=n, batch_wait_ms=0, gather_ms=60000, queue_size=2, timeout_s=120)
+    app = create_app(Analyzer.from_preset("tiny"), settings)
+    clip = talking_clip.read_bytes()
+
+    def upload(data: bytes):
+        return httpx.post(f"{url}/v1/analyze", files={"file": ("clip.mp4", data, "video/mp4")},
+                          data={"tasks": "mer", "transcript": "You forgot.", "max_new_tokens": "4"}, timeout=120)
+
+    with serve_in_thread(app) as url:
+        hold = threading.Event()
+        app.state.decoders.submit(hold.wait, 60)  # one decoder thread busy: decoding is serial
+        threading.Timer(1.0, hold.set).start()  # the held thread comes back after the burst
+        good = _concurrently([lambda: upload(clip) for _ in range(n - 1)] + [lambda: upload(b"not a video at all" * 50)])
+        assert [r.status_code for r in good] == [200] * (n - 1) + [422], [r.text for r in good]
+        sizes = _sizes(url)
+        assert sizes == {str(n - 1): 1}, sizes  # the three good clips in one batch, nothing alone
+        assert app.state.worker.preparing == 0 and app.state.worker.active == 0  # the bad upload withdrew
+        answer = good[0].json()["results"]["mer"]["raw"]
+        ref = app.state.analyzer.analyze(str(talking_clip), transcript="You forgot.", tasks="mer", max_new_tokens=4)
+        assert answer == ref.results["mer"].raw
+
+
 def test_all_tasks_of_a_clip_in_one_generate_equal_one_by_one(talking_clip, monkeypatch):
     analyzer = Analyzer.from_preset("tiny")
     calls = []

@@ -66,7 +66,7 @@ class KeyMiddleware:
 def create_app(analyzer, settings: ServerSettings | None = None) -> FastAPI:
     """The FastAPI app around a loaded `Analyzer`."""
     settings = settings or ServerSettings()
-    worker = BatchWorker(analyzer, settings.max_batch, settings.batch_wait_ms, settings.queue_size)
+    worker = BatchWorker(analyzer, settings.max_batch, settings.batch_wait_ms, settings.queue_size, settings.gather_ms)
     decoders = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nanoemox-decode")
 
     @asynccontextmanager

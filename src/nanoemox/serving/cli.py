@@ -23,6 +23,8 @@ def register(subparsers) -> None:
     p.add_argument("--queue-size", type=int, default=8, help="requests that may wait for the model; more get 503 (default 8)")
     p.add_argument("--max-batch", type=int, default=8, help="requests decoded together at most (default 8; 1 = no batching)")
     p.add_argument("--batch-wait-ms", type=float, default=5.0, help="how long an idle model waits for companions of a request (default 5 ms)")
+    p.add_argument("--gather-ms", type=float, default=1000.0,
+                   help="how long it waits longer while admitted requests are still decoding their media (default 1000 ms)")
     p.add_argument("--quantize", choices=("int8",), help="int8: weight-only int8 language model (CPU only)")
     p.add_argument("--asr", action="store_true", help="transcribe speech when a request brings no transcript")
     p.set_defaults(func=run_serve)
@@ -39,7 +41,7 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         settings = ServerSettings(api_key=args.api_key, max_upload_mb=args.max_upload_mb, max_clip_seconds=args.max_clip_seconds,
                                   timeout_s=args.timeout, queue_size=args.queue_size, max_batch=args.max_batch,
-                                  batch_wait_ms=args.batch_wait_ms, asr=args.asr)
+                                  batch_wait_ms=args.batch_wait_ms, gather_ms=args.gather_ms, asr=args.asr)
     except ValidationError as e:
         err = e.errors()[0]
         flag = {"timeout_s": "timeout"}.get(str(err["loc"][0]), str(err["loc"][0])).replace("_", "-")

@@ -58,9 +58,9 @@ async def start_job(request: Request, parts: MediaParts, make: Callable[[Any, fl
         job = Job(loop, loop.create_future(), cancel, deadline, **make(media, cancel))
     except BaseException as e:
         if decoding is not None and not decoding.done():  # the slot is free once the decoder really is
-            decoding.add_done_callback(lambda f: (f.cancelled() or f.exception(), state.worker.release()))
+            decoding.add_done_callback(lambda f: (f.cancelled() or f.exception(), state.worker.withdraw()))
         else:
-            state.worker.release()
+            state.worker.withdraw()
         if isinstance(e, Exception) and not isinstance(e, ApiError):
             raise error_of(e) from None
         raise

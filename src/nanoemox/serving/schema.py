@@ -24,6 +24,7 @@ class ServerSettings(BaseModel):
     queue_size: int = Field(8, ge=0, description="requests that may wait beyond one running batch; more get 503")
     max_batch: int = Field(8, ge=1, description="requests decoded together at most")
     batch_wait_ms: float = Field(5.0, ge=0, description="how long an idle worker waits for companions of a first request")
+    gather_ms: float = Field(1000.0, ge=0, description="how long it waits longer for admitted requests still decoding their media")
     asr: bool = False  # transcribe speech when a request gives no transcript and does not say
 
     @property

@@ -2,8 +2,11 @@
 
 Admission is bounded: at most `max_batch` requests run and `queue_size` wait (decoding their
 media included); more get 503 at once. The thread takes the first waiting job, then any others
-waiting, or arriving within `batch_wait_ms`, up to `max_batch`; drops those cancelled or past
-their deadline; and answers the rest with `Analyzer.analyze_many` (one encoder batch, one
+waiting, or arriving within `batch_wait_ms`, up to `max_batch`. Requests admitted but still
+decoding their media are companions too: while any are, it waits for them up to `gather_ms`
+(a burst of uploads finishes decoding over a few hundred ms; without this the first one or two
+to finish ran as a batch of their own and the rest waited a whole batch for them). It drops
+jobs cancelled or past their deadline; and answers the rest with `Analyzer.analyze_many` (one encoder batch, one
 generate per sampling group) and `Analyzer.chat_many`. A job's slot is freed only when the job
 has really finished, so the bound stays true. A request that times out or whose client leaves
 sets its cancel flag: its rows stop at the next token, the others in its batch carry on.
@@ -51,11 +54,13 @@ class Job:
 
 
 class BatchWorker:
-    def __init__(self, analyzer, max_batch: int = 8, batch_wait_ms: float = 5.0, queue_size: int = 8):
+    def __init__(self, analyzer, max_batch: int = 8, batch_wait_ms: float = 5.0, queue_size: int = 8, gather_ms: float = 1000.0):
         self.analyzer = analyzer
         self.max_batch, self.batch_wait_s = max(1, int(max_batch)), max(0.0, batch_wait_ms) / 1000.0
+        self.gather_s = max(0.0, gather_ms) / 1000.0
         self.capacity = max(0, int(queue_size)) + self.max_batch
         self.active = 0  # admitted and not finished (waiting, decoding media or running)
+        self.preparing = 0  # admitted and not yet queued (decoding media)
         self.served = 0
         self.cancelled = 0  # jobs dropped or stopped because their request timed out or went away
         self.sizes: Counter[int] = Counter()  # batch size -> batches run
@@ -72,20 +77,29 @@ class BatchWorker:
                 raise ApiError(503, f"server busy: {self.active} request(s) queued or running (capacity {self.capacity}); retry shortly",
                                "server_busy", headers={"Retry-After": "1"})
             self.active += 1
+            self.preparing += 1
 
     def release(self) -> None:
         with self._lock:
             self.active -= 1
             self.served += 1
 
+    def withdraw(self) -> None:
+        """An admitted request that will never be queued (bad media, timeout, gone client)."""
+        with self._lock:
+            self.preparing -= 1
+        self.release()
+
     def put(self, job: Job) -> None:
         """Queue an admitted job; its slot is released when the worker has finished it."""
+        with self._lock:
+            self.preparing -= 1
         self._queue.put(job)
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
             batches = sum(self.sizes.values())
-            return {"max_batch": self.max_batch, "batch_wait_ms": self.batch_wait_s * 1000, "batches": batches,
+            return {"max_batch": self.max_batch, "batch_wait_ms": self.batch_wait_s * 1000, "gather_ms": self.gather_s * 1000, "batches": batches,
                     "sizes": {str(k): v for k, v in sorted(self.sizes.items())}, "last": self.last_batch,
                     "largest": max(self.sizes, default=0), "cancelled": self.cancelled,
                     "mean": round(sum(k * v for k, v in self.sizes.items()) / batches, 3) if batches else 0.0}
@@ -99,23 +113,38 @@ class BatchWorker:
             first = self._queue.get()
             if first is None:
                 return
-            batch = [first]
-            until = time.monotonic() + self.batch_wait_s
-            while len(batch) < self.max_batch:
-                try:
-                    job = self._queue.get(timeout=max(0.0, until - time.monotonic())) if time.monotonic() < until else self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    self._queue.put(None)  # shut down after this batch
-                    break
-                batch.append(job)
+            batch = self._gather(first)
             try:
                 self._run(batch)
             except Exception as e:  # never leave a request waiting or a slot taken
                 for job in batch:
                     if not job.finished:
                         self._finish(job, e)
+
+    def _gather(self, first: Job) -> list[Job]:
+        """`first` and its companions: queued jobs, jobs queued within `batch_wait_ms`, and while
+        admitted jobs are still decoding their media, those too (up to `gather_ms` after `first`)."""
+        batch = [first]
+        t0 = time.monotonic()
+        while len(batch) < self.max_batch:
+            with self._lock:
+                decoding = self.preparing > 0
+            now = time.monotonic()
+            until = t0 + max(self.batch_wait_s, self.gather_s if decoding else 0.0)
+            try:
+                if now >= until:
+                    job = self._queue.get_nowait()
+                else:  # short polls while waiting for decoders: a withdrawn request queues nothing
+                    job = self._queue.get(timeout=min(until - now, 0.02) if decoding else until - now)
+            except queue.Empty:
+                if decoding and time.monotonic() < until:
+                    continue
+                break
+            if job is None:
+                self._queue.put(None)  # shut down after this batch
+                break
+            batch.append(job)
+        return batch
 
     def _run(self, batch: list[Job]) -> None:
         now = time.monotonic()
