@@ -201,10 +201,10 @@ def test_matched_track_finds_the_full_detection_faces_on_synthaffect(synth_frame
         searches.append(matched)
     # the point of matching: a fraction of the searches (typically 1 of 8 per clip)
     assert np.median(ratios) <= 0.25, ratios
-    # a large face the coarse level misses (the corpus's wide-eyed fearful face) costs a dense
-    # scan of the middle frame and one confirming search, not the coarse and finer levels across
-    # all 4 candidate frames (10 searches before)
-    assert max(searches) <= 1 + 1 + 1, searches
+    # a large face the coarse level misses (the corpus's wide-eyed fearful face) costs two coarse
+    # searches, a dense scan of the middle frame and one confirming search, not the coarse and
+    # finer levels across all 4 candidate frames (10 searches before)
+    assert max(searches) <= 2 + 1 + 1, searches
 
 
 def test_matching_near_the_last_position_gives_the_whole_window_track(monkeypatch, synth_frames, astronaut, grace_hopper):

@@ -243,6 +243,18 @@ def test_media_from_arrays(astronaut, face_frames, speech):
         media_from_arrays(np.zeros((2, 40, 40, 3), np.uint8), cfg=MediaConfig(max_pixels=1000))
 
 
+def test_non_finite_audio_samples_become_silence_with_a_warning(speech):
+    wav = speech[:SR].copy()
+    wav[[10, 500, 900]] = [np.nan, np.inf, -np.inf]
+    m = media_from_arrays(waveform=wav, sample_rate=SR)
+    assert np.isfinite(m.audio).all() and (m.audio[[10, 500, 900]] == 0).all()
+    assert np.array_equal(np.delete(m.audio, [10, 500, 900]), np.delete(wav, [10, 500, 900]))
+    assert any("non-finite" in w for w in m.warnings)
+    assert m.info["audio"]["peak"] == round(float(np.abs(np.delete(wav, [10, 500, 900])).max()), 6)
+    clean = media_from_arrays(waveform=speech[:SR], sample_rate=SR)
+    assert not any("non-finite" in w for w in clean.warnings)
+
+
 def test_audio_clip_layout():
     L = 2 * SR
     short = np.ones(int(3 * SR), np.float32)

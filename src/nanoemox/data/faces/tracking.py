@@ -24,13 +24,14 @@ NEAR = 4  # px in the matching image: searched first around the last position (`
 FOLLOW_MODES = ("match", "detect")
 # Anchor search in matching mode (`_anchor_across`), cheapest first. Faces of at least half the
 # short side (a talking head) are searched coarsely (~0.4 ms on 160 px frames: a search image of
-# ~48 px). A large face the cascade detects only weakly (a wide-eyed fearful one) is missed there;
-# in the first candidate the same size range is then scanned densely (`DENSE_DIV`, see
-# `HaarFaceDetector.dense_window`): ~1.3 ms, where the coarse level in the other candidates and
-# then the third- and quarter-of-the-side levels across all of them took ~10 ms. The other
-# candidates get the coarse level, then smaller faces are searched frame by frame: a third, a
-# sixth of the side (`FINE_DIVS`, on frames large enough), the full range.
+# ~48 px), in the first `DENSE_AFTER` candidates. A large face the cascade detects only weakly (a
+# wide-eyed fearful one) is missed there; the same size range is then scanned densely in the first
+# candidate (`DENSE_DIV`, see `HaarFaceDetector.dense_window`): ~1.5 ms, where the coarse level
+# in the other candidates and then the third- and quarter-of-the-side levels across all of them
+# took ~10 ms. The other candidates get the coarse level, then smaller faces are searched frame by
+# frame: a third, a sixth of the side (`FINE_DIVS`, on frames large enough), the full range.
 COARSE_DIV = 2.0
+DENSE_AFTER = 2
 DENSE_DIV = 2.0
 FINE_DIVS = (3.0, 6.0)
 
@@ -185,16 +186,19 @@ def _anchor_search(img: np.ndarray, detector, levels: Sequence[float] = (3.0, 6.
 
 def _anchor_across(images: Sequence[np.ndarray], candidates: Sequence[int], detector) -> tuple[int | None, FaceBox | None]:
     """The anchor for matching mode (order and costs: see `COARSE_DIV` above): a face of at least
-    half the short side in the first candidate, coarse then dense; in the other candidates,
-    coarse; then each candidate in turn, finer levels and the full range."""
+    half the short side, coarse in the first two candidates, dense in the first, coarse in the
+    others; then each candidate in turn, finer levels and the full range."""
     first = candidates[0]
     dense = getattr(detector, "dense_window", None)
+    last_before_dense = candidates[min(DENSE_AFTER, len(candidates)) - 1]
     for i in candidates:
         found = _anchor_search(images[i], detector, levels=(COARSE_DIV,), fine=False)
-        if found is None and i == first and dense:
-            found = _anchor_search(images[i], detector, levels=(DENSE_DIV,), fine=False, window=dense)
         if found is not None:
             return i, found
+        if i == last_before_dense and dense:
+            found = _anchor_search(images[first], detector, levels=(DENSE_DIV,), fine=False, window=dense)
+            if found is not None:
+                return first, found
     window = getattr(detector, "window", 24)
     for i in candidates:
         # On a small frame the sixth-of-the-side level searches nearly the whole range at nearly

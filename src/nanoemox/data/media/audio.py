@@ -31,12 +31,13 @@ def audio_clips(wav: np.ndarray, n_clips: int, clip_len: int) -> tuple[np.ndarra
 
 def finish_audio(out: MediaInput, wav: np.ndarray, cfg: MediaConfig) -> None:
     wav = np.ascontiguousarray(wav, dtype=np.float32)
-    if not np.all(np.isfinite(wav)):
+    peak = float(np.max(np.abs(wav))) if wav.size else 0.0
+    if not np.isfinite(peak):  # a NaN or infinite sample (the peak is one then)
         wav = np.nan_to_num(wav, nan=0.0, posinf=0.0, neginf=0.0)
         out.warnings.append("audio had non-finite samples (set to 0)")
+        peak = float(np.max(np.abs(wav)))
     out.audio = wav
     out.audio_clips, out.audio_clip_mask = audio_clips(wav, cfg.n_clips, int(round(cfg.clip_seconds * cfg.sample_rate)))
-    peak = float(np.max(np.abs(wav))) if wav.size else 0.0
     if peak < _SILENCE_PEAK:
         out.warnings.append("audio is silent" if wav.size else "audio track is empty")
     if out.info.get("audio") is not None:
