@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .boxes import FaceBox, iou
+from .boxes import FaceBox, iou, shrink
 
 TEMPLATE_SIDE = 40  # face side (px) in the matching image: enough detail to tell faces apart, cheap
 MATCH_MIN = 0.7  # normalised cross-correlation of the same face in the next sampled frame is ~0.9+
@@ -154,7 +154,7 @@ def _grey(img: np.ndarray, x0: int, y0: int, x1: int, y1: int, scale: float) -> 
     grey = cv2.cvtColor(roi, cv2.COLOR_RGB2GRAY) if roi.ndim == 3 else roi
     if scale < 1.0:
         h, w = grey.shape
-        grey = cv2.resize(grey, (max(1, int(round(w * scale))), max(1, int(round(h * scale)))), interpolation=cv2.INTER_AREA)
+        grey = shrink(grey, (max(1, int(round(w * scale))), max(1, int(round(h * scale)))))
     return grey
 
 
