@@ -17,9 +17,12 @@ def run(ctx: Context) -> list[Table]:
     from nanoemox.inference.generation import RowControl
     from nanoemox.modeling.modeling_nanoemox import EncoderOutputs
 
+    from .media import _fresh_threads
+
     analyzer = Analyzer.from_preset(ctx.preset, device="cpu")
     model, tok = analyzer.model, analyzer.tokenizer
     clip = ctx.corpus()["samples"][0]
+    threads = _fresh_threads()  # generating the corpus left this process at one thread; `analyze` runs with the defaults
     media = analyzer.load_media(clip.media_path())
     (encoded,) = analyzer.encode([media])
     row = Row(encoded, "mer", clip.transcript)
@@ -48,6 +51,11 @@ def run(ctx: Context) -> list[Table]:
         for task in DEFAULT_MAX_NEW_TOKENS:
             analyzer.generate([Row(e, task, clip.transcript)])
 
+    six = [Row(encoded, task, clip.transcript) for task in DEFAULT_MAX_NEW_TOKENS]
+
+    def steps(rows, n: int):  # n tokens forced (untrained weights never stop early): prefill + n - 1 decode steps
+        return lambda: analyzer.generate_batch(rows, [RowControl(n) for _ in rows])
+
     quant = Analyzer.from_preset(ctx.preset, device="cpu", quantize="int8")
     with torch.no_grad():
         times = interleave({
@@ -58,6 +66,7 @@ def run(ctx: Context) -> list[Table]:
             "all_batched": lambda: analyzer.analyze(media, transcript=clip.transcript, tasks="all"),
             "all_one_by_one": one_by_one,
             "all_shared_encode": shared_encode,
+            "b6_17": steps(six, 17), "b6_1": steps(six, 1), "b1_17": steps(six[-1:], 17), "b1_1": steps(six[-1:], 1),
             "fp32": lambda: analyzer.generate([row], budget),
             "int8": lambda: quant.generate([row], budget),
         }, ctx.repeats)
@@ -67,11 +76,15 @@ def run(ctx: Context) -> list[Table]:
     batched = ratios(times["all_one_by_one"], times["all_batched"])
     batched_gen = ratios(times["all_shared_encode"], times["all_batched"])
     q8 = ratios(times["fp32"], times["int8"])
+    step6 = [a - b for a, b in zip(times["b6_17"], times["b6_1"])]
+    step = ratios(step6, [a - b for a, b in zip(times["b1_17"], times["b1_1"])])
     t = Table(TITLE, ["case", "ratio, median [min..max]", "target"])
     t.rows.append([f"analyze mer generate / bare LM generate ({n_new} new tokens, prompt {L})", spread(over, unit="x"), target(statistics.median(over), 1.2, "<=")])
     t.rows.append([f"KV cache off / on (multimodal generate, {budget} tokens forced)", spread(kv, unit="x"), "-"])
     t.rows.append(["analyze --task all: six single-task analyze calls / one batched call", spread(batched, unit="x"), target(statistics.median(batched), 2, ">=")])
     t.rows.append(["analyze --task all: one encode + six single-row generates / one batched call", spread(batched_gen, unit="x"), "-"])
+    t.rows.append(["one decode step: the six task prompts together / the erg prompt alone (16 steps)", spread(step, unit="x"),
+                   f"decode-only bound 536 / (224 x this) = {536 / (224 * statistics.median(step)):.2f}x" if statistics.median(step) > 0 else "-"])
     t.rows.append([f"generate mer ({budget} tokens), fp32 / int8 (speed-up)", spread(q8, unit="x"), target(statistics.median(q8), 1.5, ">=")])
     t.rows.append([f"int8 answers identical to fp32 ({agree['rows']} greedy answers, {agree['clips']} SynthAffect clips x 6 tasks)",
                    f"{agree['exact']:.1%} exact; first token {agree['first']:.1%}; identical leading tokens {agree['prefix']:.1%}", "-"])
@@ -81,7 +94,11 @@ def run(ctx: Context) -> list[Table]:
                    "the same length (min_new_tokens = max_new_tokens)")
     t.notes.append("analyze --task all: the clip is decoded once beforehand (decoding is not generation); each task keeps its "
                    f"default budget ({', '.join(f'{k} {v}' for k, v in DEFAULT_MAX_NEW_TOKENS.items())} tokens), untrained weights "
-                   "never stop early, so the batched call decodes 224 steps at batch 6 against 536 steps at batch 1 one by one")
+                   "never stop early, so the batched call decodes 224 steps at batch 6 against 536 steps at batch 1 one by one. "
+                   "A decode step's cost: (time for 17 forced tokens - time for 1) / 16, both sides on the same prompts "
+                   f"(batch 6: {statistics.median(step6) / 16 * 1000:.0f} ms a step, median)")
+    t.notes.append(f"thread pools as in a fresh process ({threads}), as `nanoemox analyze` and `serve` run (generating the "
+                   "clips limits this process to one thread; earlier runs of this table timed everything at one thread)")
     t.notes.append("int8: weight-only int8 of every nn.Linear of the language model (per-output-channel int8 weights, "
                    "activations not quantised, bf16 into the int8 kernel; encoders, adapters, embeddings fp32). Agreement: every SynthAffect clip of the "
                    "run x the six tasks, 32-token budget, greedy, fp32 vs int8 answers compared token by token; on untrained "

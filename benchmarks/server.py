@@ -1,6 +1,8 @@
 """Server: 16 concurrent clients POSTing a clip to /v1/analyze (task mer) on loopback, served by
 the batching model worker, vs the same 16 `Analyzer.analyze` calls made one after another in
-this process; latency percentiles of the served requests."""
+this process; latency percentiles of the served requests. Both sides run with a fresh process's
+thread pools (the server subprocess has them; this process gets them back after generating the
+clips, which limits it to one thread), i.e. what `nanoemox analyze` and `nanoemox serve` use."""
 from __future__ import annotations
 
 import asyncio
@@ -67,7 +69,10 @@ def run(ctx: Context) -> list[Table]:
 
     from nanoemox.inference.analyzer import Analyzer
 
+    from .media import _fresh_threads
+
     sample = ctx.corpus()["samples"][0]
+    threads = _fresh_threads()  # generating the corpus left this process at one thread
     path = Path(sample.media_path())
     clip = path.read_bytes()
     port = _free_port()
@@ -116,10 +121,13 @@ def run(ctx: Context) -> list[Table]:
     t.rows.append(["latency p50", f"{p50:.3f} s", f"{p50 / one:.1f}x one in-process call ({one:.3f} s)"])
     t.rows.append(["latency p95", f"{p95:.3f} s", f"{p95 / one:.1f}x one in-process call"])
     t.rows.append(["batches run (size: count), timed rounds", ", ".join(f"{k}: {v}" for k, v in sorted(sizes.items(), key=lambda kv: int(kv[0]))), "-"])
-    t.notes.append(f"`nanoemox serve --preset {ctx.preset} --max-batch {CLIENTS}` in a subprocess on 127.0.0.1 (batch wait 5 ms), "
+    t.notes.append(f"`nanoemox serve --preset {ctx.preset} --max-batch {CLIENTS}` in a subprocess on 127.0.0.1 (batch wait 5 ms; "
+                   "the worker also waits, up to --gather-ms 1000, for admitted uploads still decoding their media), "
                    f"multipart POST /v1/analyze (task mer, default 32-token budget, one {len(clip) // 1024} KiB SynthAffect mp4 + "
                    f"transcript) from {CLIENTS} concurrent httpx clients; {rounds} rounds, interleaved with {CLIENTS} sequential "
                    "Analyzer.analyze calls on the same clip in this process (media decoding included on both sides). Untrained "
                    "weights never emit the end token, so every answer runs its full budget on both sides. Batch sizes are the "
                    "worker's own counts from /healthz. Latencies include decoding the upload and waiting for the batch")
+    t.notes.append(f"thread pools on both sides as in a fresh process ({threads}); the server subprocess decodes uploads "
+                   "in 2 threads beside its model thread")
     return [t]
