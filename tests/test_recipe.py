@@ -74,3 +74,28 @@ def test_cli_prints_one_line_before_any_work(tmp_path):
     assert len(lines) == 1 and "Traceback" not in r.stderr
     assert lines[0] == "error: demo.yaml: phases.3.steps = 'ten': expected a valid integer, unable to parse string as an integer"
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no runs/, no corpus, no cache
+
+
+def test_dataset_folds_partition_a_manifest(tmp_path):
+    """Two folds of one manifest (align phases on one, the LM phase on the other) are disjoint and
+    together hold every sample of the manifest, read back from a real JSONL file."""
+    import json
+
+    from nanoemox.data.schema import read_manifest
+    from nanoemox.training.recipe import select_fold
+
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps({"id": f"s{i}", "transcript": f"line {i}", "emotion": "happy"}) + "\n" for i in range(9)))
+    samples = read_manifest(path)
+    r = load_recipe("tiny", ['datasets={a: {manifest: "{data}/train.jsonl", fold: "0/2"}, b: {manifest: "{data}/train.jsonl", fold: "1/2"}}',
+                             "phases.1a.mixture=[{dataset: a, task: mer}]", "phases.1b.mixture=[{dataset: a, task: mer}]",
+                             "phases.2.mixture=[{dataset: a, task: mer}]", "phases.3.mixture=[{dataset: b, task: mer}]"],
+                    paths={"data": str(tmp_path)})
+    a = [s.id for s in select_fold(samples, r.datasets["a"]["fold"])]
+    b = [s.id for s in select_fold(samples, r.datasets["b"]["fold"])]
+    assert not set(a) & set(b) and sorted(a + b) == sorted(s.id for s in samples)
+    assert len(a) == 5 and len(b) == 4  # positions 0, 2, 4, 6, 8 and 1, 3, 5, 7
+    for bad, needle in (("2/2", "k must be below n"), ("x/2", "should match pattern")):
+        with pytest.raises(ConfigError) as e:
+            load_recipe("tiny", [f'datasets={{a: {{manifest: m.jsonl, fold: "{bad}"}}}}'], paths={"data": "/d"})
+        assert "datasets.a.fold" in str(e.value) and needle in str(e.value), str(e.value)

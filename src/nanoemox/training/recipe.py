@@ -106,6 +106,25 @@ class DatasetSpec(BaseModel):
     model_config = ConfigDict(extra="allow")  # converters may record provenance keys
     manifest: str
     limit: int | None = Field(None, gt=0)
+    # "k/n": only the samples at positions k, k+n, k+2n, ... of the manifest. Two folds of one
+    # split let the align phases and the language-model phase train on different clips, so the LM
+    # learns how far each adapter's output can be trusted on clips the adapter never saw
+    fold: str | None = Field(None, pattern=r"^\d+/[1-9]\d*$")
+
+    @field_validator("fold")
+    @classmethod
+    def _fold(cls, v: str | None) -> str | None:
+        if v is not None and int(v.split("/")[0]) >= int(v.split("/")[1]):
+            raise ValueError(f"fold {v!r}: k must be below n")
+        return v
+
+
+def select_fold(samples: list, fold: str | None) -> list:
+    """The samples of fold "k/n" (positions k, k+n, ... in manifest order); all when None."""
+    if not fold:
+        return samples
+    k, n = (int(x) for x in fold.split("/"))
+    return samples[k::n]
 
 
 class SynthSpec(_Strict):

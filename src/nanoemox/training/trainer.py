@@ -43,7 +43,7 @@ from .distributed import (
 )
 from .objectives import WordTargets, word_targets
 from .prepared import ENCODERS, PreparedData
-from .recipe import PhaseSpec, Recipe
+from .recipe import PhaseSpec, Recipe, select_fold
 
 log = logging.getLogger(__name__)
 UNIVERSE_FILE = "trainable.safetensors"
@@ -104,6 +104,7 @@ class CurriculumTrainer:
         data = {}
         for name, spec in self.recipe.datasets.items():
             samples = read_manifest(spec["manifest"])
+            samples = select_fold(samples, spec.get("fold"))
             if spec.get("limit"):
                 samples = samples[: int(spec["limit"])]
             if not samples:
