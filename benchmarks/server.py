@@ -55,7 +55,8 @@ async def burst(url: str, clip: bytes, transcript: str) -> tuple[float, list[flo
     async def client(c: httpx.AsyncClient) -> None:
         t0 = time.perf_counter()
         r = await c.post(url, files={"file": ("clip.mp4", clip, "video/mp4")}, data={"tasks": "mer", "transcript": transcript})
-        r.raise_for_status()
+        if r.status_code != 200:  # say what the server said (its log goes with the run's temporary folder)
+            raise RuntimeError(f"POST /v1/analyze answered {r.status_code}: {r.text[:400]}")
         latencies.append(time.perf_counter() - t0)
 
     async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=CLIENTS)) as c:
