@@ -122,6 +122,9 @@ def test_same_seed_gives_identical_manifests(corpus: Path, tmp_path: Path):
     for name in ("train.jsonl", "val.jsonl", "test.jsonl", "all.jsonl"):
         assert (corpus / name).read_bytes() == (tmp_path / "again" / name).read_bytes(), name
     assert again["counts"]["all"] == N
+    # the media too: two first demo runs must train on the same pixels
+    for clip in sorted((corpus / "media").glob("*.mp4")):
+        assert clip.read_bytes() == (tmp_path / "again" / "media" / clip.name).read_bytes(), clip.name
     other = _records(corpus)
     assert "/" not in json.dumps([r["video"] for r in other]).replace("media/", "")  # relative paths only
 
@@ -205,3 +208,22 @@ def test_repetition_guard_never_blocks_a_gold_answer(corpus: Path):
             for intent in INTENTS:
                 lat = Latent(0, e, "strong", intent, k, ["face"], "neutral", 0.0)
                 assert not _repeats(enc(answer_erg(text.chain_of_empathy(lat), text.response(lat))), NO_REPEAT_NGRAM["erg"])
+
+
+def test_the_same_frames_encode_to_the_same_bytes(corpus: Path, tmp_path: Path):
+    """write_mp4 is byte-identical run after run (with x264's lookahead, eight encodes of one
+    clip's frames gave two to five different bitstreams)."""
+    from nanoemox.data.synth.render import write_mp4
+
+    digests = set()
+    for clip in sorted((corpus / "media").glob("*.mp4"))[:3]:
+        with av.open(str(clip)) as c:
+            frames = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+        audio = np.sin(np.linspace(0, 2000, 16000 * 2)).astype(np.float32) * 0.1
+        outs = set()
+        for k in range(8):
+            write_mp4(tmp_path / f"{clip.stem}-{k}.mp4", frames, audio, 10)
+            outs.add((tmp_path / f"{clip.stem}-{k}.mp4").read_bytes())
+        assert len(outs) == 1, clip.name
+        digests |= outs
+    assert len(digests) == 3  # three different clips: three different files
