@@ -103,8 +103,7 @@ class CurriculumTrainer:
     def _load_datasets(self) -> dict[str, list]:
         data = {}
         for name, spec in self.recipe.datasets.items():
-            samples = read_manifest(spec["manifest"])
-            samples = select_fold(samples, spec.get("fold"))
+            samples = select_fold(read_manifest(spec["manifest"]), spec.get("fold"))
             if spec.get("limit"):
                 samples = samples[: int(spec["limit"])]
             if not samples:

@@ -173,13 +173,18 @@ def _dist_table(counter: Counter, total: int) -> str:
     return "\n".join(rows)
 
 
+def probe_percentages(accuracy: dict[str, float | None]) -> dict[str, str]:
+    """Probe accuracies as percentages, "-" for a probe that did not run (too small a corpus)."""
+    return {k: "-" if v is None else f"{v:.1%}" for k, v in accuracy.items()}
+
+
 def render_card(summary: dict[str, Any], records: list[dict[str, Any]], splits: dict[str, str]) -> str:
     n = len(records)
     split_counts = Counter(splits[r["id"]] for r in records)
     cue_share = {m: sum(m in r["meta"]["cue_modalities"] for r in records) / max(n, 1) for m in ("face", "voice", "text")}
     only = Counter("+".join(sorted(set(r["meta"]["cue_modalities"]) - {"text"})) for r in records)
     probes = summary["probes"]
-    acc = {k: "-" if v is None else f"{v:.1%}" for k, v in probes["accuracy"].items()}
+    acc = probe_percentages(probes["accuracy"])
     durations = [r["meta"]["duration_s"] for r in records]
     lines = [
         "# SynthAffect corpus card",

@@ -36,6 +36,7 @@ def register(subparsers) -> None:
 
 def _handle(args: argparse.Namespace) -> int:
     from . import generate_corpus
+    from .card import probe_percentages
 
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
@@ -43,7 +44,7 @@ def _handle(args: argparse.Namespace) -> int:
         args.out_dir, args.n, args.seed, split_ratios=args.split_ratios, workers=args.workers,
         progress=not args.no_progress, size=args.size, fps=args.fps,
     )
-    acc = {k: "-" if v is None else f"{v:.1%}" for k, v in s["probes"]["accuracy"].items()}
+    acc = probe_percentages(s["probes"]["accuracy"])
     c = s["counts"]
     print(f"wrote {s['n']} clips to {s['out_dir']} (train {c['train']}, val {c['val']}, test {c['test']}) "
           f"in {s['seconds']:.0f} s ({s['seconds_per_clip']:.2f} s/clip)")
