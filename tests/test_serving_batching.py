@@ -253,14 +253,56 @@ def test_uploads_still_decoding_join_the_batch_and_a_bad_one_does_not_hold_it(ta
 
 
 def test_all_tasks_of_a_clip_in_one_generate_equal_one_by_one(talking_clip, monkeypatch):
+    import nanoemox.inference.analyzer as analyzer_mod
+
     analyzer = Analyzer.from_preset("tiny")
     calls = []
-    real = analyzer.model.generate
-    monkeypatch.setattr(analyzer.model, "generate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = analyzer_mod.decode
+    monkeypatch.setattr(analyzer_mod, "decode", lambda *a, **k: calls.append(1) or real(*a, **k))
     together = analyzer.analyze(talking_clip, tasks="all", transcript="You forgot.")
-    assert len(calls) == 1  # six prompts, one generate (each row to its own default budget)
+    assert len(calls) == 1  # six prompts, one decoding loop (each row to its own default budget)
     for task, res in together.results.items():
         assert res.raw == analyzer.analyze(talking_clip, tasks=task, transcript="You forgot.").results[task].raw
+
+
+def test_decode_follows_generate_and_finished_rows_leave_the_batch():
+    """The decoding loop against transformers' own `generate` (greedy, same processors): the same
+    tokens for every row; with per-row budgets each row's answer is the prefix it had with the
+    longest budget, and the language model's batch shrinks as rows finish."""
+    from nanoemox.inference.analyzer import Encoded, Row
+    from nanoemox.inference.generation import RowControl, Sampling, decode
+    from nanoemox.modeling.processing import Example
+
+    an = Analyzer.from_preset("tiny", seed=0)
+    texts = ["I agree, the package arrived today.", "No way!", "hello there my friend, how are you doing", "ok"]
+    rows = [Row(Encoded({}, frozenset()), task, t) for task, t in zip(("mer", "msa", "mir", "ovmer"), texts)]
+    examples = []
+    for r in rows:
+        ids, _ = an.processor.tokenize(r.task, frozenset(), r.transcript, (), None)
+        examples.append(Example(input_ids=ids, encoder_outputs={}, task=r.task, modalities=frozenset()))
+    batch = an.processor.collate(examples)
+    lm, pad = an.model.language_model, an.tokenizer.pad_token_id
+    with torch.no_grad():
+        ref = an.model.generate(batch["input_ids"], batch["attention_mask"], encoder_outputs=batch["encoder_outputs"], max_new_tokens=24)
+        embeds = an.model.splice(batch["input_ids"], an.model.project(batch["encoder_outputs"])[0])
+        sizes: list[int] = []
+        real = lm.forward
+        lm.forward = lambda *a, **k: sizes.append(int((k.get("inputs_embeds") if k.get("inputs_embeds") is not None else k["input_ids"]).shape[0])) or real(*a, **k)
+        try:
+            full = decode(lm, embeds, batch["attention_mask"], [RowControl(24) for _ in rows], Sampling(), an.tokenizer,
+                          an._eos_ids(), suppress=an._suppress_ids())
+            sizes.clear()
+            short = decode(lm, embeds, batch["attention_mask"], [RowControl(b) for b in (2, 5, 9, 24)], Sampling(), an.tokenizer,
+                           an._eos_ids(), suppress=an._suppress_ids())
+        finally:
+            del lm.forward
+    for i, o in enumerate(full):
+        gen = [t for t in ref[i].tolist() if t != pad]
+        assert o.tokens == gen[: len(o.tokens)] and (o.finish == "stop" or len(o.tokens) == 24), (i, o.tokens, gen)
+    for o, f in zip(short, full):
+        assert o.tokens == f.tokens[: len(o.tokens)]
+    if min(len(f.tokens) for f in full) >= 2:  # an end token before the budget can only shrink the batch sooner
+        assert sizes[0] == 4 and sizes == sorted(sizes, reverse=True) and sizes[-1] == 1, sizes
 
 
 def test_int8_quantises_the_language_model(talking_clip, capsys):

@@ -2,7 +2,7 @@
 
     media --load_media--> MediaInput --processor--> encoder inputs --model.encode--> EncoderOutputs
                                                     (once per clip, shared by every task)
-    all tasks: prompt ids --one batched model.generate(encoder_outputs=...)--> texts --parse_answer--> fields
+    all tasks: prompt ids --splice features--> one batched generation.decode --> texts --parse_answer--> fields
 
 Decoding is greedy by default (deterministic); sampling is opt-in. `Analyzer.encode` /
 `Analyzer.generate_batch` are the two halves, used separately by batch prediction (many samples
@@ -26,8 +26,8 @@ import torch
 
 from ..data.schema import TASKS
 from ..errors import ConfigError
-from .generation import RowControl, RowOutput, Sampling, run_rows
-from .guards import guard_kwargs
+from .generation import RowControl, RowOutput, Sampling, decode
+from .guards import ngram_sizes
 from .parsing import ParsedAnswer, parse_answer
 from .quantization import quantize_language_model
 
@@ -247,7 +247,7 @@ class Analyzer:
     @torch.no_grad()
     def generate_batch(self, rows: Sequence[Row], controls: Sequence[RowControl], sampling: Sampling = Sampling()) -> list[RowOutput]:
         """One generate call for all rows (left-padded), each row stopping at its own budget,
-        cancel flag or end token and streaming its own text (see `generation.RowStops`)."""
+        cancel flag or end token and streaming its own text (see `generation.decode`)."""
         from ..modeling.processing import Example
 
         if not rows:
@@ -257,14 +257,12 @@ class Analyzer:
             ids, _ = self.processor.tokenize(r.task, r.encoded.modalities, r.transcript or "", r.history or (), r.candidates)
             examples.append(Example(input_ids=ids, encoder_outputs=r.encoded.tensors, task=r.task, modalities=r.encoded.modalities))
         batch = self.processor.collate(examples)
-        guard = guard_kwargs([r.task for r in rows])  # per-task repetition guard (guards.py)
-
-        def call(**kw):
-            return self.model.generate(batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device),
-                                       encoder_outputs=batch["encoder_outputs"].to(self.device), return_gate=True, **guard, **kw)[1]
-
+        ids, mask = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
         with self._lock:
-            outs, gate = run_rows(call, controls, sampling, self.tokenizer, self._eos_ids())
+            feats, gate = self.model.project(batch["encoder_outputs"].to(self.device))
+            embeds = self.model.splice(ids, feats)  # (B, L, D)
+            outs = decode(self.model.language_model, embeds, mask, controls, sampling, self.tokenizer, self._eos_ids(),
+                          suppress=self._suppress_ids(), ngram=ngram_sizes([r.task for r in rows]))  # per-task repetition guard
         if gate is not None:
             g = gate.float().cpu()
             for i, o in enumerate(outs):
@@ -435,14 +433,13 @@ class Analyzer:
             ids[i, L - len(p):] = torch.tensor(p, dtype=torch.long)
             mask[i, L - len(p):] = 1
 
-        def call(**kw):
-            return self.model.language_model.generate(
-                input_ids=ids.to(self.device), attention_mask=mask.to(self.device), pad_token_id=tok.pad_token_id,
-                eos_token_id=self._eos_ids(), suppress_tokens=list(self.model.placeholder_ids.values()), **kw)
-
         with self._lock:
-            outs, _ = run_rows(call, controls, sampling, tok, self._eos_ids())
-        return outs
+            lm = self.model.language_model
+            embeds = lm.get_input_embeddings()(ids.to(self.device))  # (B, L, D)
+            return decode(lm, embeds, mask.to(self.device), controls, sampling, tok, self._eos_ids(), suppress=self._suppress_ids())
+
+    def _suppress_ids(self) -> list[int]:
+        return list(self.model.placeholder_ids.values())  # a placeholder is never an answer token
 
     def _eos_ids(self) -> list[int]:
         tok = self.tokenizer

@@ -1,17 +1,16 @@
-"""Batched decoding: many rows in one `generate`, each row with its own answer budget, cancel flag
-and token stream.
+"""Batched decoding: many rows in one decoding loop, each row with its own answer budget, cancel
+flag and token stream.
 
-`generate` stops a batch only when every row is done, so a row's own limits are a stopping
-criterion that answers per row: once a row reaches its budget, sees its cancel flag or emits an
-end token, transformers pads it from then on while the others keep decoding. The same criterion
-feeds each row's text stream token by token (it runs once per decoding step). Left padding and
-the attention mask keep a row's greedy answer the same at any batch size (tested).
+A row that reaches its budget, sees its cancel flag or emits an end token leaves the batch (and
+its KV cache rows) at once, so the rows still decoding run at the smaller batch size; each row's
+text stream is fed token by token as it is decoded. Left padding and the attention mask keep a
+row's greedy answer the same at any batch size (tested).
 """
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Sequence
+from typing import Callable, Hashable, Sequence
 
 import torch
 
@@ -35,11 +34,6 @@ class Sampling:
         if self.seed is not None:
             return ("seeded", owner)
         return ("sample", float(self.temperature), float(self.top_p))
-
-    def generate_kwargs(self) -> dict[str, Any]:
-        if self.do_sample:
-            return dict(do_sample=True, temperature=max(float(self.temperature), 1e-5), top_p=float(self.top_p), top_k=None)
-        return dict(do_sample=False, temperature=None, top_p=None, top_k=None)
 
 
 @dataclass
@@ -68,6 +62,24 @@ class _RowState:
         self.finish: str | None = None
         self.sent = ""
 
+    def step(self, tok: int, eos: set[int]) -> bool:
+        """Take the row's next token; True when the row is done (end token, budget, cancel)."""
+        if tok in eos:
+            self.finish = "stop"
+            return True
+        self.tokens.append(tok)
+        self.emit()
+        if len(self.tokens) >= self.control.budget:
+            self.finish = "length"
+        elif self.control.cancel is not None and self.control.cancel.is_set():
+            self.finish = "cancelled"
+        return self.finish is not None
+
+    def output(self) -> RowOutput:
+        self.emit(final=True)
+        text = self.tokenizer.decode(self.tokens, skip_special_tokens=True).strip()
+        return RowOutput(text, len(self.tokens), self.finish or "length", tokens=list(self.tokens))
+
     def emit(self, final: bool = False) -> None:
         if self.control.on_text is None:
             return
@@ -79,59 +91,67 @@ class _RowState:
             self.control.on_text(delta)
 
 
-class RowStops:
-    """A stopping criterion with a per-row answer (transformers ANDs it into its unfinished mask)."""
+# ------------------------------------------------------------------------------------------------
+# The decoding loop. transformers' `generate` keeps a finished row in the batch until every row is
+# done (it pads it), so a batch of short labels and a long reply pays batch-size steps for the
+# whole reply. This loop drops a finished row from the batch and its KV cache (as continuous-
+# batching servers do), and otherwise follows `generate`'s greedy / multinomial sampling: the same
+# logits processors (placeholder suppression, the per-row repetition guard, temperature, top-p),
+# left padding with position ids from the attention mask, and only the last position's logits.
+# ------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def decode(lm, embeds: torch.Tensor, attention_mask: torch.Tensor, controls: Sequence[RowControl], sampling: Sampling,
+           tokenizer, eos_ids: Sequence[int], *, suppress: Sequence[int] = (), ngram: Sequence[int] | None = None) -> list[RowOutput]:
+    """Decode every row of a left-padded prompt batch (`embeds` (B, L, D), `attention_mask` (B, L))
+    to its own budget, end token or cancel flag; returns one RowOutput per row, in order."""
+    from transformers import TemperatureLogitsWarper, TopPLogitsWarper
 
-    def __init__(self, controls: Sequence[RowControl], tokenizer, eos_ids: Sequence[int]) -> None:
-        self.rows = [_RowState(c, tokenizer) for c in controls]
-        self.eos = set(int(e) for e in eos_ids)
+    from .guards import banned_tokens
 
-    def __call__(self, input_ids: torch.Tensor, scores=None, **kwargs) -> torch.Tensor:
-        last = input_ids[:, -1].tolist()
-        done = []
-        for row, tok in zip(self.rows, last):
-            if row.finish is None:
-                if int(tok) in self.eos:
-                    row.finish = "stop"
-                else:
-                    row.tokens.append(int(tok))
-                    row.emit()
-                    if len(row.tokens) >= row.control.budget:
-                        row.finish = "length"
-                if row.finish is None and row.control.cancel is not None and row.control.cancel.is_set():
-                    row.finish = "cancelled"
-            done.append(row.finish is not None)
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-    def outputs(self) -> list[RowOutput]:
-        out = []
-        for row in self.rows:
-            row.emit(final=True)
-            text = row.tokenizer.decode(row.tokens, skip_special_tokens=True).strip()
-            out.append(RowOutput(text, len(row.tokens), row.finish or "length", tokens=list(row.tokens)))
-        return out
-
-
-def run_rows(call: Callable[..., Any], controls: Sequence[RowControl], sampling: Sampling, tokenizer, eos_ids: Sequence[int]) -> tuple[list[RowOutput], Any]:
-    """Decode one batch: `call(max_new_tokens=, stopping_criteria=, **sampling)` runs the model's
-    generate; returns the per-row outputs and whatever else `call` returned (e.g. the gate)."""
-    from transformers import StoppingCriteriaList
-
-    stops = RowStops(controls, tokenizer, eos_ids)
+    rows = [_RowState(c, tokenizer) for c in controls]
+    eos = {int(e) for e in eos_ids}
+    sizes = [int(n) for n in (ngram or [0] * len(rows))]
     if all(c.cancel is not None and c.cancel.is_set() for c in controls):
-        return [RowOutput("", 0, "cancelled") for _ in controls], None
+        return [RowOutput("", 0, "cancelled") for _ in controls]
     if sampling.do_sample and sampling.seed is not None:
         torch.manual_seed(sampling.seed)
-    extra = call(max_new_tokens=max(int(c.budget) for c in controls), stopping_criteria=StoppingCriteriaList([_Adapter(stops)]),
-                 **sampling.generate_kwargs())
-    return stops.outputs(), extra
+    warpers = []
+    if sampling.do_sample:
+        warpers.append(TemperatureLogitsWarper(max(float(sampling.temperature), 1e-5)))
+        if float(sampling.top_p) < 1.0:
+            warpers.append(TopPLogitsWarper(float(sampling.top_p)))
+    suppress_t = torch.tensor(sorted({int(s) for s in suppress}), dtype=torch.long, device=embeds.device)
 
-
-def _Adapter(stops: RowStops):
-    from transformers import StoppingCriteria
-
-    class _Stops(StoppingCriteria):
-        def __call__(self, input_ids, scores, **kwargs):
-            return stops(input_ids, scores)
-
-    return _Stops()
+    mask = attention_mask.long()  # (B, L)
+    position = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)  # (B, L), left padding safe
+    active = list(range(len(rows)))  # batch position -> row index
+    out = lm(inputs_embeds=embeds, attention_mask=mask, position_ids=position, use_cache=True, logits_to_keep=1)
+    cache, next_pos = out.cache, position[:, -1] + 1  # (B,)
+    while True:
+        scores = out.logits[:, -1].float()  # (b, V)
+        if suppress_t.numel():
+            scores[:, suppress_t] = float("-inf")
+        for j, i in enumerate(active):
+            n = sizes[i]
+            if n > 1 and len(rows[i].tokens) >= n - 1:
+                banned = banned_tokens(rows[i].tokens, n)
+                if banned:
+                    scores[j, list(banned)] = float("-inf")
+        if warpers:
+            for w in warpers:  # warpers read only the scores (input_ids unused)
+                scores = w(None, scores)
+            nxt = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+        else:
+            nxt = torch.argmax(scores, dim=-1)
+        keep = [j for j, (i, tok) in enumerate(zip(active, nxt.tolist())) if not rows[i].step(int(tok), eos)]
+        if not keep:
+            break
+        if len(keep) < len(active):  # finished rows leave the batch and the cache
+            idx = torch.tensor(keep, dtype=torch.long, device=mask.device)
+            cache.batch_select_indices(idx)
+            mask, next_pos, nxt = mask[idx], next_pos[idx], nxt[idx]
+            active = [active[j] for j in keep]
+        mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)  # (b, L + t)
+        out = lm(input_ids=nxt[:, None], attention_mask=mask, position_ids=next_pos[:, None], cache=cache, use_cache=True)
+        next_pos = next_pos + 1
+    return [r.output() for r in rows]

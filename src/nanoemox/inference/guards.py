@@ -1,4 +1,6 @@
-"""Repetition guards for free-text answers, per task (the generate defaults of every caller).
+"""Repetition guards for free-text answers, per task (the decoding defaults of every caller:
+`generation.decode` applies them per row; `RepetitionGuard` is the same rule as a transformers
+logits processor for callers of `generate`).
 
 A small model that has not learnt a task well can fall into a loop ("the event about the event
 about ...") and decode until its token budget. The guard forbids any token that would repeat an
@@ -69,23 +71,3 @@ def longest_repeat(tokens: Sequence[int]) -> int:
             break
         best = n
     return best
-
-
-def guard_kwargs(tasks: Sequence[str]) -> dict:
-    """`generate` kwargs adding the guard for these rows' tasks (empty when no row needs one)."""
-    sizes = ngram_sizes(tasks)
-    if not any(n > 1 for n in sizes):
-        return {}
-    from transformers import LogitsProcessorList
-
-    return {"logits_processor": LogitsProcessorList([_as_processor(RepetitionGuard(sizes))])}
-
-
-def _as_processor(guard: RepetitionGuard):
-    from transformers import LogitsProcessor
-
-    class _Guard(LogitsProcessor):
-        def __call__(self, input_ids, scores):
-            return guard(input_ids, scores)
-
-    return _Guard()
